@@ -1,0 +1,7 @@
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY crawler ./crawler
+COPY migrations ./migrations
+RUN pip install --no-cache-dir .
+ENTRYPOINT []

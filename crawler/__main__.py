@@ -1,0 +1,5 @@
+"""``python -m crawler`` is the same as the ``allen-mirror`` command."""
+
+from crawler.cli import run
+
+run()

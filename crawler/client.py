@@ -1,0 +1,217 @@
+"""The one HTTP client of a run: a shared session, a request cap, a rate cap and the retry policy.
+
+Every request, RMA or download, first attempt or retry, passes the same concurrency slot and
+rate token, so politeness holds under faults too. aiohttp errors are translated here, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import anyio
+import stamina
+import structlog
+from aiolimiter import AsyncLimiter
+
+from crawler import __version__, rma, validate
+from crawler.config import Settings
+from crawler.errors import (
+    HTTPStatusError,
+    RemoteError,
+    StorageError,
+    TransportError,
+)
+from crawler.retry import classify, parse_retry_after
+from crawler.store import PartWriter, StoredFile
+
+log = structlog.get_logger("crawler.client")
+
+CHUNK = 64 * 1024
+USER_AGENT = f"allen-mirror/{__version__} (+https://github.com/allen-mirror/allen-mirror)"
+
+BodyCheck = Callable[[PartWriter, str], None]
+
+
+def check_jpeg_body(writer: PartWriter, url: str) -> None:
+    """The default body check of image downloads."""
+    validate.check_jpeg(writer.head, writer.tail, writer.size, url=url)
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A stored download and what it took."""
+
+    stored: StoredFile
+    http_status: int
+    attempts: int
+
+
+class DownloadFailed(Exception):
+    """A download gave up after its retries; carries what the manifest records."""
+
+    def __init__(self, error: RemoteError, attempts: int) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.attempts = attempts
+        self.http_status = error.status if isinstance(error, HTTPStatusError) else None
+
+
+def make_rate_limiter(rate: float) -> AsyncLimiter | None:
+    """A token bucket of about 0.1 s of burst, so short windows respect the rate too."""
+    if rate <= 0:
+        return None
+    burst = max(1.0, rate / 10)
+    return AsyncLimiter(max_rate=burst, time_period=burst / rate)
+
+
+def _translate(exc: BaseException, url: str) -> RemoteError:
+    """aiohttp's and asyncio's failures become our TransportError, naming what happened."""
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return TransportError("timed out (no data within the read timeout)", url=url)
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return TransportError("response body cut short", url=url)
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return TransportError("too many redirects", url=url)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return TransportError("server closed the connection", url=url)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return TransportError(f"cannot connect to {exc.host}:{exc.port}", url=url)
+    if isinstance(exc, aiohttp.ClientError):
+        return TransportError(f"connection failed ({exc.__class__.__name__})", url=url)
+    return TransportError(f"connection failed ({exc})", url=url)
+
+
+class ApiClient:
+    """Requests with slots, rate tokens, timeouts and retries; counts what it did."""
+
+    def __init__(self, settings: Settings, session: aiohttp.ClientSession) -> None:
+        self.settings = settings
+        self.session = session
+        self.slots = anyio.CapacityLimiter(settings.concurrency)
+        self.rate = make_rate_limiter(settings.rate)
+        self.requests = 0
+        self.retries = 0
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, settings: Settings) -> AsyncIterator[ApiClient]:
+        """One session per run: keep-alive connections, capped at the concurrency."""
+        connector = aiohttp.TCPConnector(
+            limit=settings.concurrency, limit_per_host=settings.concurrency, ttl_dns_cache=300
+        )
+        timeout = aiohttp.ClientTimeout(
+            total=None,
+            connect=settings.timeout,
+            sock_connect=settings.timeout,
+            sock_read=settings.timeout,
+        )
+        async with aiohttp.ClientSession(
+            connector=connector,
+            timeout=timeout,
+            headers={"User-Agent": USER_AGENT},
+            raise_for_status=False,
+        ) as session:
+            yield cls(settings, session)
+
+    @asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """A concurrency slot, then a rate token: held for the whole request and body."""
+        async with self.slots:
+            if self.rate is not None:
+                await self.rate.acquire()
+            self.requests += 1
+            yield
+
+    def _retrying(self) -> stamina._core._RetryContextIterator:
+        s = self.settings
+        return stamina.retry_context(
+            on=lambda exc: classify(exc, retry_after_max=s.retry_after_max),
+            attempts=s.retries + 1,
+            timeout=s.retry_deadline or None,
+            wait_initial=s.retry_wait_initial,
+            wait_max=s.retry_wait_max,
+            wait_jitter=s.retry_wait_initial,
+        )
+
+    async def get_page(self, url: str) -> rma.Page:
+        """One RMA page, retried until it parses or the policy gives up (then it raises)."""
+        async for attempt in self._retrying():
+            with attempt:
+                if attempt.num > 1:
+                    self.retries += 1
+                return await self._get_page_once(url)
+        raise AssertionError("unreachable: stamina raises when it gives up")
+
+    async def _get_page_once(self, url: str) -> rma.Page:
+        try:
+            async with self._turn(), self.session.get(url) as response:
+                body = await response.read()
+                if response.status != 200:
+                    raise HTTPStatusError(
+                        response.status,
+                        url=url,
+                        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                    )
+                content_type = response.headers.get("Content-Type", "")
+        except RemoteError:
+            raise
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _translate(exc, url) from exc
+        return rma.parse_page(body, content_type, url=url)
+
+    async def download(
+        self, url: str, dest: Path, check: BodyCheck = check_jpeg_body, *, image: bool = True
+    ) -> Fetched:
+        """Fetch ``url`` into ``dest`` atomically; raises DownloadFailed once retries run out.
+
+        StorageError is not retried: a full or read-only disk is the run's problem, not the item's.
+        """
+        attempts = 0
+        try:
+            async for attempt in self._retrying():
+                with attempt:
+                    attempts += 1
+                    if attempts > 1:
+                        self.retries += 1
+                        log.debug("retry", url=url, attempt=attempts)
+                    stored, status = await self._download_once(url, dest, check, image=image)
+                    return Fetched(stored=stored, http_status=status, attempts=attempts)
+        except RemoteError as exc:
+            raise DownloadFailed(exc, attempts) from exc
+        raise AssertionError("unreachable: stamina raises when it gives up")
+
+    async def _download_once(
+        self, url: str, dest: Path, check: BodyCheck, *, image: bool
+    ) -> tuple[StoredFile, int]:
+        writer = PartWriter(dest, fsync=self.settings.fsync)
+        try:
+            try:
+                async with self._turn(), self.session.get(url) as response:
+                    if response.status != 200:
+                        raise HTTPStatusError(
+                            response.status,
+                            url=url,
+                            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                        )
+                    if image:
+                        validate.check_image_headers(response.headers.get("Content-Type"), url=url)
+                    async for chunk in response.content.iter_chunked(CHUNK):
+                        if writer.add(chunk):
+                            await writer.spill()
+                    validate.check_length(writer.size, response.content_length, url=url)
+                    status = response.status
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise _translate(exc, url) from exc
+            check(writer, url)
+            return await writer.commit(), status
+        except BaseException:
+            await writer.discard()
+            raise
+
+
+__all__ = ["ApiClient", "DownloadFailed", "Fetched", "StorageError", "check_jpeg_body"]

@@ -1,0 +1,74 @@
+"""Every exception allen-mirror raises on purpose, in one tree, so callers catch by meaning.
+
+    AllenMirrorError
+    ├── UsageError                 bad ids, options, config or manifest URL (exit 2)
+    │   └── UnknownDataSetError    an id the API does not know
+    ├── LockedError                another run holds the output directory (exit 3)
+    ├── RemoteError                the API did not give us what we asked for
+    │   ├── TransportError         connect failure, reset, timeout, cut body   (retryable)
+    │   ├── HTTPStatusError        a non-2xx answer                            (by status)
+    │   ├── ContentError           wrong type, HTML outage page, bad JSON/JPEG (retryable)
+    │   └── QueryError             RMA answered success:false                  (permanent)
+    ├── StorageError               the disk refused a write (unwritable, full)
+    └── ManifestError              the manifest database failed or is unusable
+
+This module imports nothing from the package; library exceptions are translated into these
+at the boundary that raised them, with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+
+class AllenMirrorError(Exception):
+    """Base of every error allen-mirror raises deliberately."""
+
+
+class UsageError(AllenMirrorError):
+    """Something the user typed or configured is wrong; they can fix it and run again."""
+
+
+class UnknownDataSetError(UsageError):
+    """The API returned no record for a requested id."""
+
+
+class LockedError(AllenMirrorError):
+    """Another allen-mirror run holds the output directory."""
+
+
+class RemoteError(AllenMirrorError):
+    """The API answered with something we cannot accept."""
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+
+
+class TransportError(RemoteError):
+    """The connection failed, stalled or was cut before a complete answer arrived."""
+
+
+class HTTPStatusError(RemoteError):
+    """The server answered with a status other than 200."""
+
+    def __init__(
+        self, status: int, *, url: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(f"HTTP {status}", url=url)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class ContentError(RemoteError):
+    """A 200 answer whose body is not what the service promises (HTML outage page, bad JPEG)."""
+
+
+class QueryError(RemoteError):
+    """RMA rejected the query (success:false); asking again will not help."""
+
+
+class StorageError(AllenMirrorError):
+    """Writing to the output directory failed; retrying the download will not help."""
+
+
+class ManifestError(AllenMirrorError):
+    """The manifest database cannot be opened, migrated or written."""

@@ -1,0 +1,128 @@
+"""``ls`` and ``status``: read the manifest and present it, for people or for programs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from sqlalchemy.engine import make_url
+
+from crawler.errors import UsageError
+from crawler.manifest import Manifest, Status, open_manifest
+from crawler.manifest.database import is_sqlite
+from crawler.manifest.repository import Tally
+
+LS_FIELDS = (
+    "url",
+    "path",
+    "status",
+    "size",
+    "sha256",
+    "data_set_id",
+    "image_id",
+    "kind",
+    "attempts",
+    "http_status",
+    "error",
+    "fetched_at",
+    "claimed_by",
+)
+
+
+def check_status(status: str | None) -> str | None:
+    """``--status`` must name a known status."""
+    allowed = [s.value for s in Status]
+    if status is not None and status not in allowed:
+        raise UsageError(f"unknown status {status!r}: expected one of {', '.join(allowed)}")
+    return status
+
+
+def check_manifest_exists(manifest_url: str) -> None:
+    """Reading commands never create a SQLite manifest as a side effect."""
+    if is_sqlite(manifest_url):
+        database = make_url(manifest_url).database
+        if database and not Path(database).exists():
+            raise UsageError(
+                f"no manifest at {database}: run 'allen-mirror mirror' or 'plan' first"
+            )
+
+
+async def open_existing(manifest_url: str) -> Manifest:
+    """Open a manifest that must already exist."""
+    check_manifest_exists(manifest_url)
+    return await open_manifest(manifest_url)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds") + "Z"
+    return value
+
+
+async def item_rows(manifest: Manifest, status: str | None) -> AsyncIterator[dict[str, Any]]:
+    """The ls view of each item."""
+    async for row in manifest.rows(status):
+        yield {name: _plain(row.get(name)) for name in LS_FIELDS}
+
+
+async def write_ls(manifest: Manifest, status: str | None, fmt: str, stream: TextIO) -> int:
+    """One JSON object per item, or an aligned table; returns the number of items."""
+    count = 0
+    if fmt == "table":
+        stream.write(f"{'STATUS':<8} {'SIZE':>10} {'ATT':>3}  PATH\n")
+    async for row in item_rows(manifest, status):
+        count += 1
+        if fmt == "jsonl":
+            stream.write(json.dumps(row, separators=(",", ":")) + "\n")
+        else:
+            size = "" if row["size"] is None else str(row["size"])
+            error = f"  ({row['error']})" if row["error"] else ""
+            stream.write(
+                f"{row['status']:<8} {size:>10} {row['attempts']:>3}  {row['path']}{error}\n"
+            )
+    return count
+
+
+async def status_document(manifest: Manifest) -> dict[str, Any]:
+    """Counts per status and per data set, and bytes of done files."""
+    totals = await manifest.tallies()
+    per_data_set = await manifest.tallies_by_data_set()
+    holders = await manifest.holders()
+    data_sets: dict[str, dict[str, int]] = {}
+    for (data_set_id, status), tally in sorted(per_data_set.items(), key=lambda kv: str(kv[0])):
+        entry = data_sets.setdefault(str(data_set_id), {s.value: 0 for s in Status} | {"bytes": 0})
+        entry[status] = tally.items
+        if status == Status.DONE.value:
+            entry["bytes"] = tally.bytes
+    counts = {s.value: totals.get(s.value, Tally()).items for s in Status}
+    return {
+        "items": sum(counts.values()),
+        "counts": counts,
+        "bytes": totals.get(Status.DONE.value, Tally()).bytes,
+        "data_sets": data_sets,
+        "claims": {
+            owner: {"items": n, "lease_until": _plain(until)}
+            for owner, (n, until) in holders.items()
+        },
+    }
+
+
+def write_status(document: dict[str, Any], stream: TextIO) -> None:
+    """The human view of ``status``."""
+    counts = document["counts"]
+    stream.write(
+        f"{document['items']} items: "
+        + ", ".join(f"{counts[s.value]} {s.value}" for s in Status)
+        + f"; {document['bytes']} bytes on disk\n"
+    )
+    for data_set_id, entry in document["data_sets"].items():
+        stream.write(
+            f"  data set {data_set_id}: "
+            + ", ".join(f"{entry[s.value]} {s.value}" for s in Status)
+            + f"; {entry['bytes']} bytes\n"
+        )
+    for owner, claim in document["claims"].items():
+        stream.write(f"  held by {owner}: {claim['items']} items until {claim['lease_until']}\n")

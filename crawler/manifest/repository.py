@@ -1,0 +1,313 @@
+"""Manifest operations: idempotent planning, claims with leases, batched records, reports.
+
+The same statements serve SQLite and Postgres: claims are one UPDATE ... RETURNING over a
+sub-select that takes ``FOR UPDATE SKIP LOCKED`` where the backend has it, so several
+workers can share one Postgres manifest without a coordinator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from crawler.errors import ManifestError
+from crawler.manifest.models import Status, items
+from crawler.plan import Item
+from crawler.retry import utcnow
+
+INSERT_CHUNK = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """An item a worker holds a lease on."""
+
+    id: int
+    ref: str
+    path: str
+    kind: str
+    data_set_id: int
+    image_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one fetch ended in, as the manifest records it."""
+
+    id: int
+    status: Status
+    url: str
+    attempts: int
+    http_status: int | None = None
+    size: int | None = None
+    sha256: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """Items and bytes of one status (bytes only count recorded sizes)."""
+
+    items: int = 0
+    bytes: int = 0
+
+
+class Manifest:
+    """A handle on one manifest database; every method is one short unit of work."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.dialect = engine.dialect.name
+
+    async def close(self) -> None:
+        """Release connections (and let SQLite checkpoint its WAL)."""
+        await self.engine.dispose()
+
+    async def _write(self, statement: Any, params: Any = None) -> Any:
+        try:
+            async with self.engine.begin() as connection:
+                return await connection.execute(statement, params)
+        except SQLAlchemyError as exc:
+            raise ManifestError(f"manifest write failed: {getattr(exc, 'orig', exc)}") from exc
+
+    def _insert(self) -> Any:
+        module: Any = postgresql if self.dialect == "postgresql" else sqlite
+        return module.insert(items)
+
+    async def add_items(self, planned: Iterable[Item], api_base: str) -> int:
+        """Record planned items; items already known (same ref) are left as they are."""
+        added = 0
+        now = utcnow()
+        statement = self._insert().on_conflict_do_nothing(index_elements=["ref"])
+        batch: list[dict[str, Any]] = []
+        try:
+            async with self.engine.begin() as connection:
+                before = await self._count(connection)
+                for item in planned:
+                    batch.append(
+                        {
+                            "ref": item.ref,
+                            "url": item.url(api_base),
+                            "path": item.path,
+                            "kind": item.kind,
+                            "data_set_id": item.data_set_id,
+                            "image_id": item.image_id,
+                            "status": Status.PENDING.value,
+                            "attempts": 0,
+                            "created_at": now,
+                            "updated_at": now,
+                        }
+                    )
+                    if len(batch) >= INSERT_CHUNK:
+                        await connection.execute(statement, batch)
+                        batch = []
+                if batch:
+                    await connection.execute(statement, batch)
+                added = await self._count(connection) - before
+        except SQLAlchemyError as exc:
+            raise ManifestError(f"manifest write failed: {getattr(exc, 'orig', exc)}") from exc
+        return added
+
+    @staticmethod
+    async def _count(connection: AsyncConnection) -> int:
+        return int((await connection.execute(select(func.count()).select_from(items))).scalar_one())
+
+    async def reopen(self, *, exclusive: bool) -> int:
+        """Start a run: failed items get another chance, stale claims are released.
+
+        ``exclusive`` (this process holds the output lock) releases every claim; otherwise
+        only claims whose lease has expired. Returns how many failed items were reopened.
+        """
+        now = utcnow()
+        result = await self._write(
+            update(items)
+            .where(items.c.status == Status.FAILED.value)
+            .values(status=Status.PENDING.value, updated_at=now)
+        )
+        stale: Any = items.c.claimed_by.is_not(None)
+        if not exclusive:
+            stale = and_(stale, items.c.lease_until < now)
+        await self._write(update(items).where(stale).values(claimed_by=None, lease_until=None))
+        return int(result.rowcount or 0)
+
+    async def done_files(self, chunk: int = 20000) -> AsyncIterator[list[tuple[int, str, int]]]:
+        """(id, path, size) of done items in id order, a chunk at a time."""
+        last = 0
+        while True:
+            async with self.engine.connect() as connection:
+                rows = (
+                    await connection.execute(
+                        select(items.c.id, items.c.path, items.c.size)
+                        .where(items.c.status == Status.DONE.value, items.c.id > last)
+                        .order_by(items.c.id)
+                        .limit(chunk)
+                    )
+                ).all()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [(int(r[0]), str(r[1]), int(r[2] or 0)) for r in rows]
+
+    async def mark_pending(self, ids: Sequence[int], reason: str) -> None:
+        """Send items back to the queue (their file is gone or wrong)."""
+        if not ids:
+            return
+        now = utcnow()
+        for start in range(0, len(ids), 500):
+            await self._write(
+                update(items)
+                .where(items.c.id.in_(ids[start : start + 500]))
+                .values(status=Status.PENDING.value, error=reason, updated_at=now)
+            )
+
+    async def claim(self, owner: str, limit: int, lease: timedelta) -> list[Claimed]:
+        """Take up to ``limit`` pending items nobody holds, in id order, under a lease."""
+        now = utcnow()
+        free = select(items.c.id).where(
+            items.c.status == Status.PENDING.value,
+            or_(items.c.claimed_by.is_(None), items.c.lease_until < now),
+        )
+        free = free.order_by(items.c.id).limit(limit)
+        if self.dialect == "postgresql":
+            free = free.with_for_update(skip_locked=True)
+        statement = (
+            update(items)
+            .where(items.c.id.in_(free.scalar_subquery()))
+            .values(claimed_by=owner, lease_until=now + lease)
+            .returning(
+                items.c.id,
+                items.c.ref,
+                items.c.path,
+                items.c.kind,
+                items.c.data_set_id,
+                items.c.image_id,
+            )
+        )
+        result = await self._write(statement)
+        rows = sorted(result.all(), key=lambda r: r[0])
+        return [Claimed(*row) for row in rows]
+
+    async def renew(self, owner: str, lease: timedelta) -> None:
+        """Extend the lease on everything this owner still holds."""
+        await self._write(
+            update(items)
+            .where(items.c.claimed_by == owner, items.c.status == Status.PENDING.value)
+            .values(lease_until=utcnow() + lease)
+        )
+
+    async def release(self, owner: str, ids: Sequence[int] | None = None) -> None:
+        """Give claims back without a result (stopping early)."""
+        condition: Any = items.c.claimed_by == owner
+        if ids is not None:
+            if not ids:
+                return
+            condition = and_(condition, items.c.id.in_(ids))
+        await self._write(update(items).where(condition).values(claimed_by=None, lease_until=None))
+
+    async def record(self, outcomes: Sequence[Outcome]) -> None:
+        """Write a batch of results in one transaction."""
+        if not outcomes:
+            return
+        now = utcnow()
+        statement = (
+            update(items)
+            .where(items.c.id == bindparam("b_id"))
+            .values(
+                status=bindparam("b_status"),
+                url=bindparam("b_url"),
+                attempts=items.c.attempts + bindparam("b_attempts"),
+                http_status=bindparam("b_http_status"),
+                size=bindparam("b_size"),
+                sha256=bindparam("b_sha256"),
+                error=bindparam("b_error"),
+                claimed_by=None,
+                lease_until=None,
+                updated_at=now,
+                fetched_at=bindparam("b_fetched_at"),
+            )
+        )
+        params = [
+            {
+                "b_id": o.id,
+                "b_status": o.status.value,
+                "b_url": o.url,
+                "b_attempts": o.attempts,
+                "b_http_status": o.http_status,
+                "b_size": o.size,
+                "b_sha256": o.sha256,
+                "b_error": o.error,
+                "b_fetched_at": now if o.status is Status.DONE else None,
+            }
+            for o in outcomes
+        ]
+        await self._write(statement, params)
+
+    async def tallies(self) -> dict[str, Tally]:
+        """Items and bytes per status."""
+        return {
+            status: tally
+            for (data_set, status), tally in (await self._grouped(by_data_set=False)).items()
+            if data_set is None
+        }
+
+    async def tallies_by_data_set(self) -> dict[tuple[int | None, str], Tally]:
+        """Items and bytes per (data set, status)."""
+        return await self._grouped(by_data_set=True)
+
+    async def _grouped(self, *, by_data_set: bool) -> dict[tuple[int | None, str], Tally]:
+        columns: list[Any] = [items.c.status]
+        if by_data_set:
+            columns.insert(0, items.c.data_set_id)
+        statement = select(
+            *columns, func.count(), func.coalesce(func.sum(items.c.size), 0)
+        ).group_by(*columns)
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(statement)).all()
+        result: dict[tuple[int | None, str], Tally] = {}
+        for row in rows:
+            key = (int(row[0]), str(row[1])) if by_data_set else (None, str(row[0]))
+            result[key] = Tally(items=int(row[-2]), bytes=int(row[-1]))
+        return result
+
+    async def rows(
+        self, status: str | None = None, *, chunk: int = 5000
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every item (optionally of one status) as a dict, streamed in id order."""
+        last = 0
+        while True:
+            condition: Any = items.c.id > last
+            if status is not None:
+                condition = and_(condition, items.c.status == status)
+            async with self.engine.connect() as connection:
+                batch = (
+                    (
+                        await connection.execute(
+                            select(items).where(condition).order_by(items.c.id).limit(chunk)
+                        )
+                    )
+                    .mappings()
+                    .all()
+                )
+            if not batch:
+                return
+            last = batch[-1]["id"]
+            for row in batch:
+                yield dict(row)
+
+    async def holders(self) -> dict[str, tuple[int, datetime | None]]:
+        """Who holds claims right now: owner -> (items, latest lease end)."""
+        statement = (
+            select(items.c.claimed_by, func.count(), func.max(items.c.lease_until))
+            .where(items.c.claimed_by.is_not(None))
+            .group_by(items.c.claimed_by)
+        )
+        async with self.engine.connect() as connection:
+            rows = (await connection.execute(statement)).all()
+        return {str(r[0]): (int(r[1]), r[2]) for r in rows}

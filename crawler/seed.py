@@ -1,0 +1,129 @@
+"""Seeding: enumerate data sets and their images through RMA, paging by the rules that hold live.
+
+Pages are ordered by id, advanced by the rows received, stopped on a short or empty page and
+de-duplicated by id; ``total_rows`` is only compared, never trusted (it counts joined rows).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+import structlog
+
+from crawler import rma
+from crawler.errors import UnknownDataSetError
+from crawler.store import write_atomic
+
+log = structlog.get_logger("crawler.seed")
+
+ID_CHUNK = 200
+
+
+class PageSource(Protocol):
+    """What seeding needs of the client: one RMA page per URL, retried."""
+
+    async def get_page(self, url: str) -> rma.Page: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DataSetSeed:
+    """A data set record (with its equalization) and its SectionImage records."""
+
+    record: dict[str, Any]
+    images: list[dict[str, Any]]
+
+    @property
+    def id(self) -> int:
+        return int(self.record["id"])
+
+
+async def enumerate_rows(
+    client: PageSource, api_base: str, stages: str, *, page_size: int, what: str
+) -> list[dict[str, Any]]:
+    """Every row of a query, paged; warns when ``total_rows`` disagrees with what was delivered."""
+    rows: list[dict[str, Any]] = []
+    seen: set[Any] = set()
+    start = 0
+    total: int | None = None
+    while True:
+        url = rma.query_url(
+            api_base, f"{stages},{rma.options(num_rows=page_size, start_row=start)}"
+        )
+        page = await client.get_page(url)
+        if total is None:
+            total = page.total_rows
+        fresh = 0
+        for row in page.rows:
+            key = row.get("id")
+            if key is None or key not in seen:
+                seen.add(key)
+                rows.append(row)
+                fresh += 1
+        following = rma.next_start_row(start, len(page.rows), page_size)
+        if following is None or fresh == 0:
+            break
+        start = following
+    if total is not None and total != len(rows):
+        log.warning("rma.total_rows_mismatch", what=what, total_rows=total, delivered=len(rows))
+    return rows
+
+
+def data_set_stages(ids: Sequence[int]) -> str:
+    """SectionDataSet records with their equalization (the default colour window)."""
+    return f"model::SectionDataSet,rma::criteria,{rma.id_filter(ids)},rma::include,equalization"
+
+
+def section_image_stages(data_set_id: int) -> str:
+    """The SectionImages of one data set."""
+    return f"model::SectionImage,rma::criteria,[data_set_id$eq{int(data_set_id)}]"
+
+
+async def fetch_data_sets(
+    client: PageSource, api_base: str, ids: Sequence[int], *, page_size: int
+) -> list[dict[str, Any]]:
+    """The records of the requested data sets, in the order asked; unknown ids are a usage error."""
+    found: dict[int, dict[str, Any]] = {}
+    unique = list(dict.fromkeys(int(i) for i in ids))
+    for start in range(0, len(unique), ID_CHUNK):
+        chunk = unique[start : start + ID_CHUNK]
+        rows = await enumerate_rows(
+            client, api_base, data_set_stages(chunk), page_size=page_size, what="SectionDataSet"
+        )
+        found.update({int(r["id"]): r for r in rows if "id" in r})
+    missing = [i for i in unique if i not in found]
+    if missing:
+        listed = ", ".join(str(i) for i in missing[:10])
+        raise UnknownDataSetError(f"no SectionDataSet with id {listed} at {api_base}")
+    return [found[i] for i in unique]
+
+
+async def fetch_section_images(
+    client: PageSource, api_base: str, data_set_id: int, *, page_size: int
+) -> list[dict[str, Any]]:
+    """A data set's SectionImages, ordered by section number then id."""
+    rows = await enumerate_rows(
+        client,
+        api_base,
+        section_image_stages(data_set_id),
+        page_size=page_size,
+        what="SectionImage",
+    )
+    return sorted(rows, key=lambda r: (int(r.get("section_number") or 0), int(r["id"])))
+
+
+async def save_seed(out: Path, seed: DataSetSeed, *, fsync: bool) -> None:
+    """``OUT/<data_set_id>/dataset.json``: what the API said, for people and later syncs."""
+    document = {
+        "data_set": seed.record,
+        "equalization": seed.record.get("equalization"),
+        "section_images": seed.images,
+    }
+    data = json.dumps(document, indent=1, sort_keys=True).encode()
+    await anyio.to_thread.run_sync(
+        lambda: write_atomic(out / str(seed.id) / "dataset.json", data, fsync=fsync)
+    )

@@ -1,0 +1,217 @@
+"""Evaluate a parsed RMA query against a catalogue and build the JSON envelope (§1).
+
+Pure apart from reading the catalogue: validation happens before any record is scanned, so an
+unknown model, field or association fails the same way whether or not rows exist.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from crawler.simulator.catalogue import Catalogue
+from crawler.simulator.rma import Criterion, FieldFilter, Include, Query, RmaError
+from crawler.simulator.schema import ASSOCIATIONS, MODEL_FIELDS, FieldType, Record, Value
+
+Predicate = Callable[[Record], bool]
+_TRUE = frozenset({"true", "t", "1", "yes"})
+_FALSE = frozenset({"false", "f", "0", "no"})
+
+
+def _coerce(kind: FieldType, raw: str, field: str) -> Value:
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise RmaError(f"Invalid value {raw!r} for {kind} field {field}") from None
+    if kind == "bool":
+        lowered = raw.lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise RmaError(f"Invalid value {raw!r} for boolean field {field}")
+    return raw
+
+
+def _text(value: Value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def _like(pattern: str, ignore_case: bool) -> re.Pattern[str]:
+    regex = ".*".join(re.escape(part) for part in pattern.split("*"))
+    return re.compile(regex, re.IGNORECASE | re.DOTALL if ignore_case else re.DOTALL)
+
+
+def _field_type(model: str, field: str) -> tuple[str, FieldType]:
+    fields = MODEL_FIELDS[model]
+    if field not in fields and "." in field:
+        field = field.rsplit(".", 1)[1]  # table-qualified names such as sub_images.section_number
+    if field not in fields:
+        raise RmaError(f"Unknown field '{field}' for model {model}")
+    return field, fields[field]
+
+
+def compile_filter(model: str, flt: FieldFilter) -> Predicate:
+    """Turn one `[field$op value]` into a predicate, coercing values to the field's type."""
+    field, kind = _field_type(model, flt.field)
+    if flt.op in ("li", "il"):
+        pattern = _like(flt.values[0] or "", ignore_case=flt.op == "il")
+        return lambda r: r[field] is not None and pattern.fullmatch(_text(r[field])) is not None
+    if flt.values == (None,):
+        if flt.op not in ("eq", "ne"):
+            raise RmaError(f"null only works with $eq and $ne ({flt.field})")
+        want_null = flt.op == "eq"
+        return lambda r: (r[field] is None) == want_null
+    values = [_coerce(kind, v, field) for v in flt.values if v is not None]
+    if flt.op == "in":
+        allowed = set(values)
+        return lambda r: r[field] in allowed
+    if len(values) != 1:
+        raise RmaError(f"Operator ${flt.op} takes one value ({flt.field})")
+    target: Any = values[0]
+    compare: dict[str, Callable[[Any], bool]] = {
+        "eq": lambda v: v == target,
+        "ne": lambda v: v != target,
+        "lt": lambda v: v < target,
+        "le": lambda v: v <= target,
+        "gt": lambda v: v > target,
+        "ge": lambda v: v >= target,
+    }
+    test = compare[flt.op]
+    if flt.op == "ne":
+        return lambda r: test(r[field])
+    return lambda r: r[field] is not None and test(r[field])
+
+
+def compile_criterion(catalogue: Catalogue, model: str, criterion: Criterion) -> Predicate:
+    """Compile a filter or an association filter; association results are memoised per record."""
+    if isinstance(criterion, FieldFilter):
+        return compile_filter(model, criterion)
+    association = ASSOCIATIONS.get(model, {}).get(criterion.name)
+    if association is None:
+        raise RmaError(f"Unknown association '{criterion.name}' for model {model}")
+    inner = [compile_filter(association.target, f) for f in criterion.filters]
+    inner += [compile_criterion(catalogue, association.target, c) for c in criterion.nested]
+    memo: dict[Value, bool] = {}
+
+    def target_matches(record: Record) -> bool:
+        key = record["id"]
+        if key not in memo:
+            memo[key] = all(p(record) for p in inner)
+        return memo[key]
+
+    return lambda r: any(target_matches(t) for t in catalogue.related(association, r))
+
+
+def _candidates(catalogue: Catalogue, model: str, criteria: tuple[Criterion, ...]) -> list[Record]:
+    """Use an index for the first top-level $eq/$in filter, else scan the whole table."""
+    for criterion in criteria:
+        if isinstance(criterion, FieldFilter) and criterion.op in ("eq", "in"):
+            if None in criterion.values:
+                continue
+            field, kind = _field_type(model, criterion.field)
+            found: dict[Value, Record] = {}
+            for raw in criterion.values:
+                assert raw is not None
+                for record in catalogue.lookup(model, field, _coerce(kind, raw, field)):
+                    found[record["id"]] = record
+            return [
+                found[key] for key in sorted(found, key=lambda k: k if isinstance(k, int) else 0)
+            ]
+    return catalogue.records(model)
+
+
+def _sort_key(value: Value) -> tuple[bool, Any]:
+    """Nulls first, then values; the flag keeps None from being compared with a value."""
+    return (value is not None, 0 if value is None else value)
+
+
+def _sort(model: str, rows: list[Record], order: tuple[tuple[str, bool], ...]) -> list[Record]:
+    for name, descending in reversed(order):
+        field, _ = _field_type(model, name)
+        rows = sorted(rows, key=lambda r: (r[field] is not None, r[field] or 0), reverse=descending)
+    return rows
+
+
+def _validate_include(model: str, include: Include) -> None:
+    association = ASSOCIATIONS.get(model, {}).get(include.name)
+    if association is None:
+        raise RmaError(f"Unknown association '{include.name}' for model {model}")
+    for flt in include.filters:
+        compile_filter(association.target, flt)
+    for child in include.children:
+        _validate_include(association.target, child)
+
+
+def serialize(
+    catalogue: Catalogue,
+    model: str,
+    record: Record,
+    includes: tuple[Include, ...],
+    only: tuple[str, ...] | None = None,
+    except_: tuple[str, ...] = (),
+) -> dict[str, object]:
+    """A record as JSON-ready dict with its included associations nested in it."""
+    out: dict[str, object] = {
+        key: value
+        for key, value in record.items()
+        if (only is None or key in only) and key not in except_
+    }
+    for include in includes:
+        association = ASSOCIATIONS[model][include.name]
+        checks = [compile_filter(association.target, f) for f in include.filters]
+        related = [
+            serialize(catalogue, association.target, r, include.children)
+            for r in catalogue.related(association, record)
+            if all(check(r) for check in checks)
+        ]
+        out[include.name] = related if association.many else (related[0] if related else None)
+    return out
+
+
+def evaluate(
+    catalogue: Catalogue, query: Query, *, overstate_total_rows: bool = True
+) -> dict[str, object]:
+    """Run a query and return the success envelope; raise RmaError for a bad query."""
+    model = query.model
+    if model not in MODEL_FIELDS:
+        raise RmaError(f"Unknown model '{model}'")
+    predicates = [compile_criterion(catalogue, model, c) for c in query.criteria]
+    for include in query.includes:
+        _validate_include(model, include)
+    for name, _ in query.options.order:
+        _field_type(model, name)
+    rows = [
+        r for r in _candidates(catalogue, model, query.criteria) if all(p(r) for p in predicates)
+    ]
+    rows = _sort(model, rows, query.options.order)
+    opts = query.options
+    end = None if opts.num_rows is None else opts.start_row + opts.num_rows
+    page = rows[opts.start_row : end]
+    if not opts.count:
+        total = len(page)  # no count query was run: report what the page holds (our choice)
+    elif overstate_total_rows:
+        total = sum(catalogue.join_rows(model, r) for r in rows)
+    else:
+        total = len(rows)
+    return {
+        "success": True,
+        "id": 0,
+        "start_row": opts.start_row,
+        "num_rows": len(page),
+        "total_rows": total,
+        "msg": [
+            serialize(catalogue, model, r, query.includes, opts.only, opts.except_) for r in page
+        ],
+    }
+
+
+def error_envelope(message: str) -> dict[str, object]:
+    """The failure envelope of §1: success false and the error text in msg."""
+    return {"success": False, "id": -1, "msg": message}

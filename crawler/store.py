@@ -1,0 +1,158 @@
+"""Storing a body: hash while receiving, write to ``<dest>.part``, fsync, then ``os.replace``.
+
+A file appears under its final name only complete and flushed; the manifest is told last.
+Blocking file work runs in a worker thread so the event loop keeps serving other downloads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+
+from crawler.errors import StorageError
+
+PART_SUFFIX = ".part"
+SPILL_BYTES = 4 * 1024 * 1024  # bodies larger than this are written while they arrive
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """What the manifest records of a stored file."""
+
+    size: int
+    sha256: str
+
+
+def part_path(dest: Path) -> Path:
+    """The temporary name a file has until it is complete."""
+    return dest.with_name(dest.name + PART_SUFFIX)
+
+
+def _storage_error(exc: OSError, path: Path) -> StorageError:
+    """One clear line for a disk problem."""
+    if exc.errno == errno.ENOSPC:
+        return StorageError(f"disk full writing {path}")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return StorageError(f"cannot write {path}: permission denied")
+    return StorageError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+class PartWriter:
+    """Accumulates one body, hashing as it goes, and commits it atomically."""
+
+    def __init__(self, dest: Path, *, fsync: bool = True) -> None:
+        self.dest = dest
+        self.part = part_path(dest)
+        self._fsync = fsync
+        self._hash = hashlib.sha256()
+        self._chunks: list[bytes] = []
+        self._buffered = 0
+        self._file: int | None = None
+        self.size = 0
+        self.head = b""
+        self.tail = b""
+
+    def add(self, chunk: bytes) -> bool:
+        """Take a chunk; True when enough is buffered that the caller should ``spill()``."""
+        if not chunk:
+            return False
+        self._hash.update(chunk)
+        if len(self.head) < 16:
+            self.head = (self.head + chunk)[:16]
+        self.tail = (self.tail + chunk)[-16:]
+        self._chunks.append(chunk)
+        self._buffered += len(chunk)
+        self.size += len(chunk)
+        return self._buffered >= SPILL_BYTES
+
+    def _write_buffer(self) -> None:
+        if self._file is None:
+            self.part.parent.mkdir(parents=True, exist_ok=True)
+            self._file = os.open(self.part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        data = b"".join(self._chunks)
+        view = memoryview(data)
+        while view:
+            written = os.write(self._file, view)
+            view = view[written:]
+        self._chunks.clear()
+        self._buffered = 0
+
+    async def spill(self) -> None:
+        """Write what is buffered so a large body never sits whole in memory."""
+        try:
+            await anyio.to_thread.run_sync(self._write_buffer)
+        except OSError as exc:
+            raise _storage_error(exc, self.part) from exc
+
+    def _commit(self) -> None:
+        self._write_buffer()
+        assert self._file is not None
+        try:
+            if self._fsync:
+                os.fsync(self._file)
+        finally:
+            os.close(self._file)
+            self._file = None
+        os.replace(self.part, self.dest)
+
+    async def commit(self) -> StoredFile:
+        """Flush, fsync and rename into place; only after this may the manifest say done."""
+        try:
+            await anyio.to_thread.run_sync(self._commit)
+        except OSError as exc:
+            await self.discard()
+            raise _storage_error(exc, self.dest) from exc
+        return StoredFile(size=self.size, sha256=self._hash.hexdigest())
+
+    def _discard(self) -> None:
+        if self._file is not None:
+            os.close(self._file)
+            self._file = None
+        self.part.unlink(missing_ok=True)
+
+    async def discard(self) -> None:
+        """Drop the partial file; shielded so a cancelled download still cleans up."""
+        self._chunks.clear()
+        with anyio.CancelScope(shield=True):
+            with contextlib.suppress(OSError):  # a stale .part is swept by the next run
+                await anyio.to_thread.run_sync(self._discard)
+
+
+def write_atomic(dest: Path, data: bytes, *, fsync: bool = True) -> None:
+    """Blocking atomic write of a small file (metadata such as dataset.json)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = part_path(dest)
+    try:
+        with part.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            if fsync:
+                os.fsync(handle.fileno())
+        os.replace(part, dest)
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        raise _storage_error(exc, dest) from exc
+
+
+def sweep_parts(root: Path, older_than: float) -> int:
+    """Remove ``.part`` files left by an interrupted run (older than this run's start)."""
+    removed = 0
+    if not root.is_dir():
+        return 0
+    for directory, _dirs, files in os.walk(root):
+        for name in files:
+            if name.endswith(PART_SUFFIX):
+                path = Path(directory, name)
+                try:
+                    if path.stat().st_mtime < older_than:
+                        path.unlink()
+                        removed += 1
+                except FileNotFoundError:
+                    continue
+    return removed

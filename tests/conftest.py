@@ -1,0 +1,82 @@
+"""Shared fixtures: a real simulator in a background thread, and the CLI run in-process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from crawler.cli import main
+from crawler.simulator import Catalogue, SimulatorConfig, ThreadedSimulator, serve_in_thread
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Small, fast settings every end-to-end run gets on top of its own flags.
+FAST = ["--no-progress", "--log-format", "json"]
+
+
+def small_catalogue(sections: int = 8) -> Catalogue:
+    """Few sections, small images: a whole data set renders in well under a second."""
+    return Catalogue.build(sections_per_dataset=sections, image_scale=0.04)
+
+
+@pytest.fixture
+def sim() -> Iterator[ThreadedSimulator]:
+    """A fault-free simulator with a small catalogue."""
+    with serve_in_thread(small_catalogue(), SimulatorConfig()) as handle:
+        yield handle
+
+
+@pytest.fixture
+def fast_config(tmp_path: Path) -> Path:
+    """Retry waits short enough for tests (the policy is the same, only the clock is shorter)."""
+    path = tmp_path / "fast.toml"
+    path.write_text(
+        "retry_wait_initial = 0.01\nretry_wait_max = 0.2\nretry_after_max = 2.0\n"
+        "manifest_flush_seconds = 0.1\ntimeout = 5.0\n"
+    )
+    return path
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> Result:
+    """Run ``allen-mirror`` in-process, as a user would type it."""
+    capsys.readouterr()
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return Result(code, captured.out, captured.err)
+
+
+def run_subprocess(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
+    """Run ``python -m crawler`` in a real subprocess."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "crawler", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    return Result(completed.returncode, completed.stdout, completed.stderr)
+
+
+def ls_rows(capsys: pytest.CaptureFixture[str], out: Path, *extra: str) -> list[dict[str, object]]:
+    result = run_cli(capsys, "ls", "--out", str(out), *extra)
+    assert result.code == 0, result.err
+    return [json.loads(line) for line in result.out.splitlines() if line.strip()]
+
+
+def image_requests(sim: ThreadedSimulator) -> int:
+    return int(sim.counters.by_route.get("image", 0))

@@ -1,0 +1,110 @@
+"""The manifest on real SQLite: migrations, idempotent planning, claims and batched records."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from crawler.manifest import Manifest, Status, open_manifest
+from crawler.manifest.database import async_url
+from crawler.manifest.repository import Outcome
+from crawler.plan import Item
+
+BASE = "http://api.test"
+
+
+def planned(count: int, data_set: int = 1) -> list[Item]:
+    return [
+        Item(
+            ref=f"/api/v2/section_image_download/{i}?downsample=4",
+            path=f"{data_set}/section/ds4/{i:04d}_{i}.jpg",
+            kind="section",
+            data_set_id=data_set,
+            image_id=i,
+        )
+        for i in range(1, count + 1)
+    ]
+
+
+@pytest.fixture
+async def manifest(tmp_path: Path) -> Manifest:
+    handle = await open_manifest(f"sqlite:///{tmp_path / 'm.sqlite'}")
+    yield handle  # type: ignore[misc]
+    await handle.close()
+
+
+async def test_schema_comes_from_alembic(tmp_path: Path, manifest: Manifest) -> None:
+    connection = sqlite3.connect(tmp_path / "m.sqlite")
+    version = connection.execute("select version_num from alembic_version").fetchone()
+    journal = connection.execute("pragma journal_mode").fetchone()
+    connection.close()
+    assert version is not None
+    assert journal == ("wal",)
+
+
+async def test_planning_is_idempotent_on_the_url(manifest: Manifest) -> None:
+    assert await manifest.add_items(planned(5), BASE) == 5
+    assert await manifest.add_items(planned(5), BASE) == 0
+    assert await manifest.add_items(planned(7), BASE) == 2
+    tallies = await manifest.tallies()
+    assert tallies[Status.PENDING.value].items == 7
+
+
+async def test_claims_are_exclusive_and_records_release_them(manifest: Manifest) -> None:
+    await manifest.add_items(planned(10), BASE)
+    first = await manifest.claim("a", 4, timedelta(minutes=5))
+    second = await manifest.claim("b", 10, timedelta(minutes=5))
+    assert [c.id for c in first] == [1, 2, 3, 4]
+    assert [c.id for c in second] == [5, 6, 7, 8, 9, 10]
+    assert await manifest.claim("c", 10, timedelta(minutes=5)) == []
+    await manifest.record(
+        [
+            Outcome(
+                id=1,
+                status=Status.DONE,
+                url="u1",
+                attempts=1,
+                http_status=200,
+                size=10,
+                sha256="ab",
+            ),
+            Outcome(
+                id=2, status=Status.FAILED, url="u2", attempts=3, http_status=500, error="HTTP 500"
+            ),
+        ]
+    )
+    await manifest.release("a")
+    rows = {row["id"]: row for row in [r async for r in manifest.rows()]}
+    assert rows[1]["status"] == "done" and rows[1]["size"] == 10 and rows[1]["claimed_by"] is None
+    assert (
+        rows[2]["status"] == "failed"
+        and rows[2]["attempts"] == 3
+        and rows[2]["error"] == "HTTP 500"
+    )
+    assert rows[3]["claimed_by"] is None and rows[5]["claimed_by"] == "b"
+    # the next run reopens failed items and releases every claim when it holds the lock
+    assert await manifest.reopen(exclusive=True) == 1
+    again = await manifest.claim("d", 100, timedelta(minutes=5))
+    assert [c.id for c in again] == [2, 3, 4, 5, 6, 7, 8, 9, 10]
+
+
+async def test_expired_leases_are_claimable(manifest: Manifest) -> None:
+    await manifest.add_items(planned(3), BASE)
+    await manifest.claim("dead", 3, timedelta(seconds=-1))
+    taken = await manifest.claim("alive", 3, timedelta(minutes=5))
+    assert len(taken) == 3
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///x.db", "sqlite+aiosqlite:///x.db"),
+        ("postgresql://u@h/db", "postgresql+asyncpg://u@h/db"),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
+    ],
+)
+def test_manifest_urls_map_to_async_drivers(url: str, expected: str) -> None:
+    assert async_url(url) == expected
