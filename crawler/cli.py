@@ -151,6 +151,22 @@ def mirror(**options: Any) -> None:
 
 @app.command()
 @_selection
+def demo(**options: Any) -> None:
+    """The mirror job, offline: starts the built-in simulator and mirrors from it."""
+    from crawler.simulator import serve_in_thread
+
+    if not options["dataset"]:
+        options["dataset"] = ("100141599",)
+    if options["api_base"]:
+        raise UsageError("demo runs against its own simulator; use 'mirror --api-base' instead")
+    with serve_in_thread() as simulator:
+        options["api_base"] = simulator.base_url
+        click.echo(f"simulator of the Allen API at {simulator.base_url}", err=True)
+        mirror.callback(**options)  # type: ignore[misc]
+
+
+@app.command()
+@_selection
 def plan(**options: Any) -> None:
     """Enumerate the selection and record its items as pending; downloads nothing."""
     from crawler.pipeline import run_plan

@@ -1,0 +1,28 @@
+"""The habits, enforced: ruff format, ruff check and mypy on the package must be clean."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        [str(BIN / "ruff"), "format", "--check", "crawler", "tests", "migrations"],
+        [str(BIN / "ruff"), "check", "crawler", "tests", "migrations"],
+        [str(BIN / "mypy")],
+    ],
+    ids=["ruff-format", "ruff-check", "mypy"],
+)
+def test_code_checks(command: list[str]) -> None:
+    result = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
