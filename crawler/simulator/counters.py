@@ -7,7 +7,8 @@ thread writes.
 from __future__ import annotations
 
 import threading
-from collections import Counter
+import time
+from collections import Counter, defaultdict
 
 
 class Counters:
@@ -23,6 +24,7 @@ class Counters:
         self.in_flight = 0
         self.max_in_flight = 0
         self.bytes_sent = 0
+        self.times: defaultdict[str, list[float]] = defaultdict(list)  # monotonic arrival times
 
     def begin(self, route: str, url: str) -> int:
         """Count a request entering its handler; returns the attempt number for this URL."""
@@ -30,6 +32,7 @@ class Counters:
             self.requests_total += 1
             self.by_route[route] += 1
             self.by_url[url] += 1
+            self.times[url].append(time.monotonic())
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             return self.by_url[url]
@@ -69,6 +72,7 @@ class Counters:
             self.faults = Counter()
             self.max_in_flight = self.in_flight
             self.bytes_sent = 0
+            self.times = defaultdict(list)
 
     def snapshot(self) -> dict[str, object]:
         """A consistent copy, handy for logging and for comparing phases."""
