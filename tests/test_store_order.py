@@ -1,0 +1,80 @@
+"""The order that makes a mirror impossible to corrupt: write, fsync, rename, then record."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from crawler.manifest.models import Status
+from crawler.manifest.repository import Manifest, Outcome
+from crawler.store import PartWriter, part_path
+from tests.conftest import FAST, run_cli
+
+
+async def test_part_writer_fsyncs_before_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(
+        os, "replace", lambda a, b: (calls.append("replace"), real_replace(a, b))[1]
+    )
+    dest = tmp_path / "a" / "x.jpg"
+    writer = PartWriter(dest)
+    writer.add(b"\xff\xd8" + b"x" * 100)
+    writer.add(b"\xff\xd9")
+    assert not dest.exists()
+    stored = await writer.commit()
+    assert calls == ["fsync", "replace"]
+    assert dest.read_bytes() == b"\xff\xd8" + b"x" * 100 + b"\xff\xd9"
+    assert stored.sha256 == hashlib.sha256(dest.read_bytes()).hexdigest()
+    assert not part_path(dest).exists()
+
+
+async def test_discard_leaves_nothing(tmp_path: Path) -> None:
+    dest = tmp_path / "y.jpg"
+    writer = PartWriter(dest)
+    writer.add(b"x" * (5 * 1024 * 1024))
+    await writer.spill()
+    assert part_path(dest).exists()
+    await writer.discard()
+    assert not part_path(dest).exists() and not dest.exists()
+
+
+def test_done_is_recorded_only_for_complete_files(
+    sim, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "m"
+    checked: list[str] = []
+    original = Manifest.record
+
+    async def checking_record(self: Manifest, outcomes: list[Outcome]) -> None:
+        for outcome in outcomes:
+            if outcome.status is Status.DONE:
+                # at the moment the manifest is told, the file is complete under its final name
+                matches = list(out.rglob(f"*_{outcome.url.split('/')[-1].split('?')[0]}.jpg"))
+                assert len(matches) == 1
+                body = matches[0].read_bytes()
+                assert len(body) == outcome.size
+                assert hashlib.sha256(body).hexdigest() == outcome.sha256
+                checked.append(outcome.url)
+        await original(self, outcomes)
+
+    monkeypatch.setattr(Manifest, "record", checking_record)
+    result = run_cli(
+        capsys,
+        "mirror",
+        "--dataset",
+        "100141599",
+        "--out",
+        str(out),
+        "--api-base",
+        sim.base_url,
+        *FAST,
+    )
+    assert result.code == 0, result.err
+    assert len(checked) == len(list(out.rglob("*.jpg"))) > 0
