@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 import anyio
@@ -22,6 +23,7 @@ from crawler import __version__, rma, validate
 from crawler.config import Settings
 from crawler.errors import (
     HTTPStatusError,
+    QueryError,
     RemoteError,
     StorageError,
     TransportError,
@@ -61,6 +63,12 @@ class DownloadFailed(Exception):
         self.http_status = error.status if isinstance(error, HTTPStatusError) else None
 
 
+class RateLimiter(Protocol):
+    """Hands out one request token at a time: aiolimiter's local bucket, or a shared one."""
+
+    async def acquire(self) -> None: ...
+
+
 def make_rate_limiter(rate: float) -> AsyncLimiter | None:
     """A token bucket of about 0.1 s of burst, so short windows respect the rate too."""
     if rate <= 0:
@@ -89,17 +97,25 @@ def _translate(exc: BaseException, url: str) -> RemoteError:
 class ApiClient:
     """Requests with slots, rate tokens, timeouts and retries; counts what it did."""
 
-    def __init__(self, settings: Settings, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        session: aiohttp.ClientSession,
+        limiter: RateLimiter | None = None,
+    ) -> None:
         self.settings = settings
         self.session = session
         self.slots = anyio.CapacityLimiter(settings.concurrency)
-        self.rate = make_rate_limiter(settings.rate)
+        # A shared limiter (several workers on one Postgres manifest) replaces the local one.
+        self.rate: RateLimiter | None = limiter or make_rate_limiter(settings.rate)
         self.requests = 0
         self.retries = 0
 
     @classmethod
     @asynccontextmanager
-    async def open(cls, settings: Settings) -> AsyncIterator[ApiClient]:
+    async def open(
+        cls, settings: Settings, limiter: RateLimiter | None = None
+    ) -> AsyncIterator[ApiClient]:
         """One session per run: keep-alive connections, capped at the concurrency."""
         connector = aiohttp.TCPConnector(
             limit=settings.concurrency, limit_per_host=settings.concurrency, ttl_dns_cache=300
@@ -116,7 +132,7 @@ class ApiClient:
             headers={"User-Agent": USER_AGENT},
             raise_for_status=False,
         ) as session:
-            yield cls(settings, session)
+            yield cls(settings, session, limiter)
 
     @asynccontextmanager
     async def _turn(self) -> AsyncIterator[None]:
@@ -152,6 +168,8 @@ class ApiClient:
             async with self._turn(), self.session.get(url) as response:
                 body = await response.read()
                 if response.status != 200:
+                    if (failure := rma.query_failure(body)) is not None:
+                        raise QueryError(f"query failed: {failure}", url=url)
                     raise HTTPStatusError(
                         response.status,
                         url=url,

@@ -8,15 +8,17 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from crawler import plan
 from crawler.errors import UsageError
 
 DEFAULT_API_BASE = "http://api.brain-map.org"
 ENV_PREFIX = "ALLEN_MIRROR_"
+MIN_TILE, MAX_TILE = 16, 8192  # tier pixels; the service renders at most tens of megapixels
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,13 @@ class Settings:
     downsample: int = 4
     quality: int | None = None
     include_failed: bool = False  # failed data sets and sections are skipped unless asked
+    images: str = "section"  # image kinds, comma-separated: section, expression, projection
+    annotation: bool = False  # atlas images: also the annotated drawings
+    range: str = "auto"  # colour window: auto (the Equalization), none, or rl,ru,gl,gu,bl,bu
+    tile: int = 0  # tile size in tier pixels; 0 = whole images
+    extras: str = ""  # --with: grid, unionizes (comma-separated)
+    grid_types: str = "projection_density"  # projection grid types, comma-separated
+    grid_resolution: int = 25  # µm per voxel of projection grids: 10, 25, 50 or 100
     concurrency: int = 8
     rate: float = 0.0  # requests per second over every request; 0 means no cap
     retries: int = 5
@@ -45,6 +54,8 @@ class Settings:
     log_format: str = "auto"  # auto | console | json
     log_level: str = "info"
     grace_seconds: float = 5.0  # how long in-flight items may finish after the first signal
+    lease_seconds: float = 600.0  # a claim not renewed for this long may be taken by another
+    poll_seconds: float = 10.0  # worker --follow: how often to look for new pending items
 
     @property
     def manifest_url(self) -> str:
@@ -112,15 +123,53 @@ def _check(settings: Settings) -> Settings:
         problems.append(f"page-size must be between 1 and 25000, got {settings.page_size}")
     if settings.manifest_batch < 1:
         problems.append("manifest-batch must be at least 1")
+    if settings.lease_seconds < 1:
+        problems.append(f"lease-seconds must be at least 1, got {settings.lease_seconds}")
+    if settings.poll_seconds <= 0:
+        problems.append(f"poll-seconds must be positive, got {settings.poll_seconds}")
     if settings.log_format not in _LOG_FORMATS:
         problems.append(f"log-format must be one of {', '.join(_LOG_FORMATS)}")
     if settings.log_level not in _LOG_LEVELS:
         problems.append(f"log-level must be one of {', '.join(_LOG_LEVELS)}")
+    problems.extend(_plan_problems(settings))
     if not settings.api_base.startswith(("http://", "https://")):
         problems.append(f"api-base must be an http:// or https:// URL, got {settings.api_base!r}")
     if problems:
         raise UsageError(problems[0])
     return dataclasses.replace(settings, api_base=settings.api_base.rstrip("/"))
+
+
+def _plan_problems(settings: Settings) -> list[str]:
+    """What to fetch: image kinds, colour window, tiles and extras, each named in the message."""
+    problems: list[str] = []
+    checks: list[tuple[str, Callable[[], object]]] = [
+        (
+            "images (--image)",
+            lambda: plan.parse_choices(settings.images, plan.IMAGE_KINDS, "image kind"),
+        ),
+        ("range", lambda: plan.parse_range(settings.range)),
+        ("grid-types", lambda: plan.parse_choices(settings.grid_types, plan.GRID_TYPES, "type")),
+    ]
+    if settings.extras.strip():
+        checks.append(
+            ("extras (--with)", lambda: plan.parse_choices(settings.extras, plan.EXTRAS, "extra"))
+        )
+    for name, check in checks:
+        try:
+            check()
+        except ValueError as exc:
+            problems.append(f"invalid {name}: {exc}")
+    if settings.tile != 0 and not MIN_TILE <= settings.tile <= MAX_TILE:
+        problems.append(
+            f"tile must be 0 (whole images) or between {MIN_TILE} and {MAX_TILE}, "
+            f"got {settings.tile}"
+        )
+    if settings.grid_resolution not in plan.GRID_RESOLUTIONS:
+        allowed = ", ".join(str(r) for r in plan.GRID_RESOLUTIONS)
+        problems.append(
+            f"grid-resolution must be one of {allowed} (µm), got {settings.grid_resolution}"
+        )
+    return problems
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

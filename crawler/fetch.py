@@ -3,6 +3,11 @@
 The claimer takes items from the manifest under a lease; workers download them through the
 shared client (which enforces concurrency, rate and retries); the recorder commits outcomes
 in batches so the manifest is never the bottleneck. Backpressure comes from the bounded buffers.
+
+A heartbeat renews the leases of the items the pool holds and reports its counters to the
+``workers`` table. When nothing is claimable but other workers still hold pending items, the
+claimer waits for their leases instead of leaving: they end early if the holder records them,
+and run out if it died, so a killed worker's items are always finished by the others.
 """
 
 from __future__ import annotations
@@ -18,14 +23,17 @@ import anyio
 import structlog
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
+from crawler import kinds
 from crawler.client import ApiClient, DownloadFailed
 from crawler.config import Settings
-from crawler.manifest import Manifest, Status
+from crawler.manifest import Manifest, Status, workers
 from crawler.manifest.repository import Claimed, Outcome
 
 log = structlog.get_logger("crawler.fetch")
 
-LEASE = timedelta(minutes=10)
+HEARTBEAT = 5.0  # seconds between heartbeats (and lease renewals), or lease / 3 if shorter
+MIN_WAIT = 0.05  # seconds: the shortest pause before claiming again
+RECHECK = 1.0  # seconds: how often a worker waiting on others' claims looks again
 
 
 @dataclass
@@ -66,6 +74,8 @@ class Pool:
         stop: Stop,
         planning_done: anyio.Event,
         on_outcome: OnOutcome | None = None,
+        command: str = "mirror",
+        follow: bool = False,
     ) -> None:
         self.settings = settings
         self.manifest = manifest
@@ -74,8 +84,12 @@ class Pool:
         self.stop = stop
         self.planning_done = planning_done
         self.on_outcome = on_outcome
+        self.command = command
+        self.follow = follow  # keep polling for new items instead of leaving when drained
         self.stats = FetchStats()
         self.batch = max(16, settings.concurrency * 4)
+        self.lease = timedelta(seconds=settings.lease_seconds)
+        self.held: set[int] = set()  # claimed and not yet recorded: the leases to renew
         self.planned = anyio.Event()  # poked by the planner when new items land
 
     def poke(self) -> None:
@@ -86,9 +100,10 @@ class Pool:
         """Fetch until nothing is pending (or a stop), then release what was not attempted."""
         claimed_send, claimed_receive = anyio.create_memory_object_stream[Claimed](self.batch)
         outcome_send, outcome_receive = anyio.create_memory_object_stream[Outcome](self.batch)
+        await workers.register(self.manifest, self.owner, self.command)
         try:
             async with anyio.create_task_group() as group:
-                group.start_soon(self._renew_leases)
+                group.start_soon(self._heartbeat)
                 async with anyio.create_task_group() as work:
                     work.start_soon(self._claim, claimed_send)
                     async with claimed_receive, outcome_send:
@@ -101,29 +116,51 @@ class Pool:
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(10):
                 await self.manifest.release(self.owner)
+                await workers.stopped(self.manifest, self.owner, self._beat(0.0))
         return self.stats
 
-    async def _renew_leases(self) -> None:
-        interval = LEASE.total_seconds() / 3
+    def _beat(self, rate: float) -> workers.Beat:
+        return workers.Beat(
+            requests=self.client.requests,
+            done=self.stats.done,
+            failed=self.stats.failed,
+            bytes=self.stats.bytes,
+            rate=round(rate, 3),
+        )
+
+    async def _heartbeat(self) -> None:
+        """Renew the leases of held items and tell the workers table we are alive."""
+        interval = min(HEARTBEAT, self.lease.total_seconds() / 3)
+        last_requests, last_time = self.client.requests, time.monotonic()
         while True:
             await anyio.sleep(interval)
-            await self.manifest.renew(self.owner, LEASE)
+            held = sorted(self.held)
+            renewed = await self.manifest.renew(self.owner, self.lease, held)
+            still_held = len(self.held.intersection(held))
+            if renewed < still_held:
+                log.warning("lease.lost", owner=self.owner, held=still_held, renewed=renewed)
+            now = time.monotonic()
+            rate = (self.client.requests - last_requests) / max(now - last_time, 1e-6)
+            last_requests, last_time = self.client.requests, now
+            await workers.beat(self.manifest, self.owner, self._beat(rate))
 
     async def _claim(self, send: ObjectSendStream[Claimed]) -> None:
         async with send:
             while not self.stop.requested:
                 self.planned = anyio.Event()
-                batch = await self.manifest.claim(self.owner, self.batch, LEASE)
+                batch = await self.manifest.claim(self.owner, self.batch, self.lease)
                 if not batch:
-                    if self.planning_done.is_set():
-                        # Planning may have finished between our claim and this check.
-                        batch = await self.manifest.claim(self.owner, self.batch, LEASE)
-                        if not batch:
-                            return
-                    else:
+                    if not self.planning_done.is_set():
                         with anyio.move_on_after(1.0):
                             await self.planned.wait()
                         continue
+                    wait = await self._idle_wait()
+                    if wait is None:
+                        return
+                    with anyio.move_on_after(wait):
+                        await self.stop.event.wait()
+                    continue
+                self.held.update(item.id for item in batch)
                 for item in batch:
                     if self.stop.requested:
                         return
@@ -131,6 +168,18 @@ class Pool:
                         await send.send(item)
                     except anyio.BrokenResourceError:
                         return  # every worker has stopped
+
+    async def _idle_wait(self) -> float | None:
+        """Nothing to claim: how long to wait before trying again, or None to leave.
+
+        Items others hold are waited for: until their lease ends, looking again every
+        ``RECHECK`` seconds in case they finish first. A drained queue ends the pool, unless it
+        follows the manifest for items planned later.
+        """
+        until = await self.manifest.next_claimable(self.owner)
+        if until is None:
+            return self.settings.poll_seconds if self.follow else None
+        return min(max(until, MIN_WAIT), RECHECK, self.settings.poll_seconds)
 
     async def _work(
         self, receive: ObjectReceiveStream[Claimed], send: ObjectSendStream[Outcome]
@@ -142,30 +191,7 @@ class Pool:
                 await send.send(await self._fetch(item))
 
     async def _fetch(self, item: Claimed) -> Outcome:
-        url = self.client.settings.api_base + item.ref
-        dest = self.settings.out / Path(item.path)
-        bound = log.bind(url=url, path=item.path)
-        try:
-            fetched = await self.client.download(url, dest)
-        except DownloadFailed as failure:
-            bound.warning("item.failed", error=str(failure), attempts=failure.attempts)
-            return Outcome(
-                id=item.id,
-                status=Status.FAILED,
-                url=url,
-                attempts=failure.attempts,
-                http_status=failure.http_status,
-                error=str(failure),
-            )
-        return Outcome(
-            id=item.id,
-            status=Status.DONE,
-            url=url,
-            attempts=fetched.attempts,
-            http_status=fetched.http_status,
-            size=fetched.stored.size,
-            sha256=fetched.stored.sha256,
-        )
+        return await fetch_item(self.client, self.settings.out, item)
 
     async def _record(self, receive: ObjectReceiveStream[Outcome]) -> None:
         pending: list[Outcome] = []
@@ -186,6 +212,9 @@ class Pool:
                     if len(pending) >= self.settings.manifest_batch or (
                         time.monotonic() >= deadline
                     ):
+                        # Forgotten before the write, so a heartbeat in between cannot take
+                        # the released claims for lost leases.
+                        self.held.difference_update(recorded.id for recorded in pending)
                         await self.manifest.record(pending)
                         pending = []
                         deadline = time.monotonic() + flush_every
@@ -202,6 +231,34 @@ class Pool:
             self.stats.failures.append(outcome)
         if self.on_outcome is not None:
             self.on_outcome(outcome)
+
+
+async def fetch_item(client: ApiClient, out: Path, item: Claimed) -> Outcome:
+    """Fetch one item into OUT and say what the manifest should record of it."""
+    url = client.settings.api_base + item.ref
+    try:
+        fetched = await kinds.fetch(client, item, url, out / Path(item.path))
+    except DownloadFailed as failure:
+        log.warning(
+            "item.failed", url=url, path=item.path, error=str(failure), attempts=failure.attempts
+        )
+        return Outcome(
+            id=item.id,
+            status=Status.FAILED,
+            url=url,
+            attempts=failure.attempts,
+            http_status=failure.http_status,
+            error=str(failure),
+        )
+    return Outcome(
+        id=item.id,
+        status=Status.DONE,
+        url=url,
+        attempts=fetched.attempts,
+        http_status=fetched.http_status,
+        size=fetched.stored.size,
+        sha256=fetched.stored.sha256,
+    )
 
 
 def images_per_second(count: int, seconds: float) -> float:

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 from sqlalchemy.engine import make_url
 
 from crawler.errors import UsageError
-from crawler.manifest import Manifest, Status, open_manifest
+from crawler.manifest import Manifest, Status, open_manifest, workers
 from crawler.manifest.database import is_sqlite
 from crawler.manifest.repository import Tally
 
@@ -91,6 +91,7 @@ async def status_document(manifest: Manifest) -> dict[str, Any]:
     totals = await manifest.tallies()
     per_data_set = await manifest.tallies_by_data_set()
     holders = await manifest.holders()
+    live = await workers.live(manifest)
     data_sets: dict[str, dict[str, int]] = {}
     for (data_set_id, status), tally in sorted(per_data_set.items(), key=lambda kv: str(kv[0])):
         entry = data_sets.setdefault(str(data_set_id), {s.value: 0 for s in Status} | {"bytes": 0})
@@ -107,6 +108,7 @@ async def status_document(manifest: Manifest) -> dict[str, Any]:
             owner: {"items": n, "lease_until": _plain(until)}
             for owner, (n, until) in holders.items()
         },
+        "workers": live,
     }
 
 
@@ -123,6 +125,12 @@ def write_status(document: dict[str, Any], stream: TextIO) -> None:
             f"  data set {data_set_id}: "
             + ", ".join(f"{entry[s.value]} {s.value}" for s in Status)
             + f"; {entry['bytes']} bytes\n"
+        )
+    for entry in document["workers"]:
+        stream.write(
+            f"  worker {entry['id']} ({entry['command']}, since {entry['started_at']}): "
+            f"{entry['rate']:.1f} requests/s, {entry['done']} done, {entry['failed']} failed, "
+            f"last seen {entry['last_seen']}\n"
         )
     for owner, claim in document["claims"].items():
         stream.write(f"  held by {owner}: {claim['items']} items until {claim['lease_until']}\n")

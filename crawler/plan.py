@@ -1,17 +1,49 @@
-"""Planning: a SectionImage and the settings become download items, in plain functions.
+"""Planning: image and data set records and the settings become download items, in plain functions.
 
 Paths and URLs are pure functions of the record and the settings, so planning is
-deterministic and replanning the same selection adds nothing to the manifest.
+deterministic and replanning the same selection adds nothing to the manifest. Everything here
+is generated lazily: a full-resolution tile plan of an experiment (~100,000 items) streams
+into the manifest without ever being listed whole.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from crawler import rma
+from crawler.tiles import Tile, TileGrid, index_document, tile_grid
+
+# Image kinds: the directory under ``<data_set_id>/`` and the rendering asked of the service.
 SECTION = "section"
+EXPRESSION = "expression"
+PROJECTION = "projection"
+ANNOTATION = "annotation"
+IMAGE_KINDS = (SECTION, EXPRESSION, PROJECTION)  # what --image accepts
+# Extras (--with) and the kinds of their items.
+GRID = "grid"
+UNIONIZES = "unionizes"
+EXTRAS = (GRID, UNIONIZES)
+EXPRESSION_GRID = "expression_grid"
+GRID_TYPES = (
+    "projection_density",
+    "projection_energy",
+    "injection_fraction",
+    "injection_density",
+    "injection_energy",
+    "data_mask",
+)
+GRID_RESOLUTIONS = (10, 25, 50, 100)
+EXPRESSION_GRID_VOLUMES = ("energy", "density", "intensity")
+# Mouse Connectivity Projection (AllenSDK also files connectivity under 31).
+CONNECTIVITY_PRODUCTS = frozenset({5, 31})
+WINDOW_MAX = 4095
+
+Window = tuple[int, int, int, int, int, int]
+RangeSetting = str | Window | None  # "auto", six integers, or None (no range parameter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +52,13 @@ class PlanOptions:
 
     downsample: int = 4
     quality: int | None = None
+    kinds: tuple[str, ...] = (SECTION,)
+    range: RangeSetting = "auto"
+    tile: int = 0  # tile size in tier pixels; 0 = whole images
+    annotation: bool = False  # atlas images: also the annotated drawing
+    extras: tuple[str, ...] = ()
+    grid_types: tuple[str, ...] = ("projection_density",)
+    grid_resolution: int = 25
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,26 +70,204 @@ class Item:
     kind: str
     data_set_id: int
     image_id: int | None
+    estimate: int = 0  # expected bytes, for the plan summary (see estimate_jpeg_bytes)
 
     def url(self, api_base: str) -> str:
         """The absolute URL against a given API base (live service or simulator)."""
         return api_base + self.ref
 
 
+# -- option values (the config validates settings with these) ---------------------------------
+
+
+def parse_choices(text: str, allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """``a,b`` (or ``a b``) into known, de-duplicated choices; ValueError names the bad one."""
+    words = [w.strip().lower() for w in text.replace(" ", ",").split(",") if w.strip()]
+    if not words:
+        raise ValueError(f"expected one or more of {', '.join(allowed)}")
+    for word in words:
+        if word not in allowed:
+            raise ValueError(f"unknown {what} {word!r}: expected {' | '.join(allowed)}")
+    return tuple(dict.fromkeys(words))
+
+
+def parse_range(text: str) -> RangeSetting:
+    """``auto``, ``none`` or ``rl,ru,gl,gu,bl,bu`` (0..4095, each lower below its upper)."""
+    value = text.strip().lower()
+    if value in ("auto", "none"):
+        return "auto" if value == "auto" else None
+    parts = [part.strip() for part in value.split(",")]
+    if len(parts) != 6 or not all(p.isascii() and p.isdigit() for p in parts):
+        raise ValueError(
+            f"expected auto, none or six integers rl,ru,gl,gu,bl,bu in 0-{WINDOW_MAX}, got {text!r}"
+        )
+    numbers = tuple(int(part) for part in parts)
+    if any(n > WINDOW_MAX for n in numbers):
+        raise ValueError(f"values must be within 0-{WINDOW_MAX}, got {text!r}")
+    for colour, lower, upper in zip(
+        ("red", "green", "blue"), numbers[0::2], numbers[1::2], strict=True
+    ):
+        # The service divides by the window's width: an empty window cannot render.
+        if lower >= upper:
+            raise ValueError(f"{colour} lower bound {lower} must be below its upper bound {upper}")
+    rl, ru, gl, gu, bl, bu = numbers
+    return (rl, ru, gl, gu, bl, bu)
+
+
+# -- what a data set record tells the plan ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DataSetContext:
+    """What planning takes from a data set record besides its images."""
+
+    window: Window | None = None  # the colour window sent with its images
+    connectivity: bool | None = None  # None: not known, so every asked kind is planned
+
+
+NO_CONTEXT = DataSetContext()
+
+
+def is_connectivity(record: Mapping[str, Any]) -> bool | None:
+    """Connectivity data belongs to product 5 (or 31); None when the record lists no products."""
+    products = record.get("products")
+    if not isinstance(products, list):
+        return None
+    ids = {int(p["id"]) for p in products if isinstance(p, Mapping) and "id" in p}
+    return bool(ids & CONNECTIVITY_PRODUCTS)
+
+
+def equalization_window(record: Mapping[str, Any]) -> Window | None:
+    """The data set's Equalization as a ``range`` window, when it has a usable one."""
+    equalization = record.get("equalization")
+    if not isinstance(equalization, Mapping):
+        return None
+    try:
+        rl, ru, gl, gu, bl, bu = (
+            int(equalization[f"{colour}_{end}"])
+            for colour in ("red", "green", "blue")
+            for end in ("lower", "upper")
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not (0 <= rl < ru <= WINDOW_MAX and 0 <= gl < gu <= WINDOW_MAX and 0 <= bl < bu):
+        return None
+    return (rl, ru, gl, gu, bl, min(bu, WINDOW_MAX))
+
+
+def data_set_context(record: Mapping[str, Any], options: PlanOptions) -> DataSetContext:
+    """``--range auto`` sends the Equalization where the data set has one (connectivity data)."""
+    if options.range == "auto":
+        window = equalization_window(record)
+    else:
+        window = options.range if isinstance(options.range, tuple) else None
+    return DataSetContext(window=window, connectivity=is_connectivity(record))
+
+
+# -- renderings, URLs and paths -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Rendering:
+    """One rendering of an image: its kind (the directory), its service and parameters."""
+
+    kind: str
+    service: str
+    params: tuple[tuple[str, str], ...] = ()
+    window: Window | None = None
+
+
+_SECTION_SERVICES: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
+    SECTION: ("section_image_download", ()),
+    EXPRESSION: ("section_image_download", (("view", "expression"),)),
+    PROJECTION: ("projection_image_download", (("projection", "true"),)),
+}
+
+
+def applies(kind: str, context: DataSetContext) -> bool:
+    """Expression masks exist for ISH data, projection overlays for connectivity data."""
+    if kind == EXPRESSION:
+        return context.connectivity is not True
+    if kind == PROJECTION:
+        return context.connectivity is not False
+    return True
+
+
+def section_renderings(options: PlanOptions, context: DataSetContext) -> list[Rendering]:
+    """The renderings of a SectionImage that the options ask for and its data set has."""
+    renderings = []
+    for kind in options.kinds:
+        if applies(kind, context):
+            service, params = _SECTION_SERVICES[kind]
+            renderings.append(Rendering(kind, service, params, context.window))
+    return renderings
+
+
+def atlas_renderings(atlas_id: int, options: PlanOptions) -> list[Rendering]:
+    """Atlas images: the Nissl image (kind section) and, with --annotation, the drawing.
+
+    Atlases have no Equalization, so only an explicit ``--range`` is sent, and never with
+    drawings, whose colours are structure labels.
+    """
+    window = options.range if isinstance(options.range, tuple) else None
+    renderings = []
+    if SECTION in options.kinds:
+        renderings.append(Rendering(SECTION, "atlas_image_download", (), window))
+    if options.annotation:
+        params = (("annotation", "true"), ("atlas", str(int(atlas_id))))
+        renderings.append(Rendering(ANNOTATION, "atlas_image_download", params))
+    return renderings
+
+
+def image_ref(
+    rendering: Rendering, image_id: int, options: PlanOptions, tile: Tile | None = None
+) -> str:
+    """The download URL (relative): view, tier, tile region, quality, colour window."""
+    params: list[tuple[str, str | int]] = [*rendering.params, ("downsample", options.downsample)]
+    if tile is not None:
+        params += [
+            ("left", tile.left),
+            ("top", tile.top),
+            ("width", tile.width),
+            ("height", tile.height),
+        ]
+    if options.quality is not None:
+        params.append(("quality", options.quality))
+    if rendering.window is not None:
+        params.append(("range", ",".join(str(v) for v in rendering.window)))
+    return f"/api/v2/{rendering.service}/{int(image_id)}?{urlencode(params, safe=',')}"
+
+
+def section_image_ref(image_id: int, options: PlanOptions, window: Window | None = None) -> str:
+    """The download service URL (relative) for a whole section image at the chosen tier."""
+    return image_ref(Rendering(SECTION, "section_image_download", (), window), image_id, options)
+
+
+def image_name(image: Mapping[str, Any]) -> str:
+    """``<section_number:04d>_<image_id>``."""
+    return f"{int(image.get('section_number') or 0):04d}_{int(image['id'])}"
+
+
+def image_path(root: str, kind: str, downsample: int, image: Mapping[str, Any]) -> str:
+    """``<root>/<kind>/ds<N>/<section_number:04d>_<image_id>.jpg``."""
+    return f"{root}/{kind}/ds{downsample}/{image_name(image)}.jpg"
+
+
 def section_image_path(
     data_set_id: int, kind: str, downsample: int, image: Mapping[str, Any]
 ) -> str:
     """``<data_set_id>/<kind>/ds<N>/<section_number:04d>_<image_id>.jpg``."""
-    number = int(image.get("section_number") or 0)
-    return f"{data_set_id}/{kind}/ds{downsample}/{number:04d}_{int(image['id'])}.jpg"
+    return image_path(str(int(data_set_id)), kind, downsample, image)
 
 
-def section_image_ref(image_id: int, options: PlanOptions) -> str:
-    """The download service URL (relative) for a whole image at the chosen tier."""
-    params: dict[str, int] = {"downsample": options.downsample}
-    if options.quality is not None:
-        params["quality"] = options.quality
-    return f"/api/v2/section_image_download/{image_id}?{urlencode(params)}"
+def tile_directory(root: str, kind: str, downsample: int, image: Mapping[str, Any]) -> str:
+    """``<root>/<kind>/ds<N>/tiles/<section_number:04d>_<image_id>``: tiles and index.json."""
+    return f"{root}/{kind}/ds{downsample}/tiles/{image_name(image)}"
+
+
+def atlas_root(atlas_id: int) -> str:
+    """Atlas images live under ``atlas_<atlas id>/`` (their data set is the atlas's)."""
+    return f"atlas_{int(atlas_id)}"
 
 
 def is_failed(record: Mapping[str, Any]) -> bool:
@@ -58,14 +275,157 @@ def is_failed(record: Mapping[str, Any]) -> bool:
     return str(record.get("failed", False)).lower() == "true"
 
 
-def plan_section_image(image: Mapping[str, Any], options: PlanOptions) -> Iterator[Item]:
-    """Items for one SectionImage record."""
+def in_sections(image: Mapping[str, Any], sections: tuple[int, int] | None) -> bool:
+    """``--sections A-B``: section numbers A to B inclusive (no limit without it)."""
+    if sections is None:
+        return True
+    number = int(image.get("section_number") or 0)
+    return sections[0] <= number <= sections[1]
+
+
+# -- items ------------------------------------------------------------------------------------
+
+
+def plan_image(
+    root: str, image: Mapping[str, Any], renderings: list[Rendering], options: PlanOptions
+) -> Iterator[Item]:
+    """Items of one image: one per rendering, or one per tile of each rendering."""
     data_set_id = int(image["data_set_id"])
     image_id = int(image["id"])
-    yield Item(
-        ref=section_image_ref(image_id, options),
-        path=section_image_path(data_set_id, SECTION, options.downsample, image),
-        kind=SECTION,
-        data_set_id=data_set_id,
-        image_id=image_id,
+    for rendering in renderings:
+        if options.tile:
+            grid = tile_grid(image, options.downsample, options.tile)
+            directory = tile_directory(root, rendering.kind, options.downsample, image)
+            for tile in grid.tiles():
+                yield Item(
+                    ref=image_ref(rendering, image_id, options, tile),
+                    path=f"{directory}/{tile.name}",
+                    kind=rendering.kind,
+                    data_set_id=data_set_id,
+                    image_id=image_id,
+                    estimate=estimate_jpeg_bytes(rendering.kind, tile.width, tile.height),
+                )
+        else:
+            whole = tile_grid(image, options.downsample, 1)
+            yield Item(
+                ref=image_ref(rendering, image_id, options),
+                path=image_path(root, rendering.kind, options.downsample, image),
+                kind=rendering.kind,
+                data_set_id=data_set_id,
+                image_id=image_id,
+                estimate=estimate_jpeg_bytes(rendering.kind, whole.tier_width, whole.tier_height),
+            )
+
+
+def plan_section_image(
+    image: Mapping[str, Any], options: PlanOptions, context: DataSetContext = NO_CONTEXT
+) -> Iterator[Item]:
+    """Items for one SectionImage record of a data set (its context from data_set_context)."""
+    root = str(int(image["data_set_id"]))
+    yield from plan_image(root, image, section_renderings(options, context), options)
+
+
+def plan_atlas_image(
+    image: Mapping[str, Any], atlas_id: int, options: PlanOptions
+) -> Iterator[Item]:
+    """Items for one AtlasImage record of an atlas."""
+    yield from plan_image(atlas_root(atlas_id), image, atlas_renderings(atlas_id, options), options)
+
+
+def tile_indexes(
+    root: str, image: Mapping[str, Any], renderings: list[Rendering], options: PlanOptions
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(path, document)`` of each tiled rendering's ``index.json`` (nothing without tiles)."""
+    if not options.tile:
+        return
+    grid: TileGrid = tile_grid(image, options.downsample, options.tile)
+    for rendering in renderings:
+        directory = tile_directory(root, rendering.kind, options.downsample, image)
+        yield f"{directory}/index.json", index_document(grid, image, rendering.kind)
+
+
+def unionize_stages(data_set_id: int) -> str:
+    """The ProjectionStructureUnionize rows of one experiment (§4)."""
+    return (
+        "model::ProjectionStructureUnionize,rma::criteria,"
+        f"[section_data_set_id$eq{int(data_set_id)}]"
     )
+
+
+def unionize_ref(data_set_id: int, fmt: str) -> str:
+    """The query that returns every row, as JSON or as the live service's CSV.
+
+    It names the item; the rows themselves are fetched page by page (crawler/extras.py).
+    """
+    every_row = rma.options(num_rows="'all'")
+    stages = f"{unionize_stages(data_set_id)},{every_row}"
+    return f"/api/v2/data/query.{fmt}?criteria={rma.encode_stages(stages)}"
+
+
+def plan_extras(
+    record: Mapping[str, Any], options: PlanOptions, context: DataSetContext
+) -> Iterator[Item]:
+    """``--with grid,unionizes``: grid volumes and structure unionizes of one data set.
+
+    Connectivity data gets its projection grids (one NRRD per type) and unionizes; other
+    data (ISH) gets its expression grid zip, and has no unionizes.
+    """
+    data_set_id = int(record["id"])
+    if GRID in options.extras:
+        if context.connectivity is False:
+            query = urlencode({"include": ",".join(EXPRESSION_GRID_VOLUMES)}, safe=",")
+            yield Item(
+                ref=f"/grid_data/download/{data_set_id}?{query}",
+                path=f"{data_set_id}/grid/expression.zip",
+                kind=EXPRESSION_GRID,
+                data_set_id=data_set_id,
+                image_id=None,
+                estimate=EXPRESSION_GRID_BYTES,
+            )
+        else:
+            resolution = options.grid_resolution
+            for grid_type in options.grid_types:
+                query = urlencode({"image": grid_type, "resolution": resolution})
+                yield Item(
+                    ref=f"/grid_data/download_file/{data_set_id}?{query}",
+                    path=f"{data_set_id}/grid/{grid_type}_{resolution}.nrrd",
+                    kind=GRID,
+                    data_set_id=data_set_id,
+                    image_id=None,
+                    estimate=estimate_grid_bytes(resolution),
+                )
+    if UNIONIZES in options.extras and context.connectivity is not False:
+        for fmt in ("json", "csv"):
+            yield Item(
+                ref=unionize_ref(data_set_id, fmt),
+                path=f"{data_set_id}/unionizes.{fmt}",
+                kind=UNIONIZES,
+                data_set_id=data_set_id,
+                image_id=None,
+                estimate=UNIONIZE_FILE_BYTES,
+            )
+
+
+# -- estimates ----------------------------------------------------------------------------------
+
+# JPEG bytes per delivered pixel at the service's default (highest) quality. A downsample-4
+# connectivity section (~1,700 x 1,150 px) is "a few hundred kB" (ALLEN_API.md §3): ~0.15 B/px.
+# Overlays and drawings are mostly flat colour and compress several times better.
+BYTES_PER_PIXEL = {SECTION: 0.15, EXPRESSION: 0.05, PROJECTION: 0.05, ANNOTATION: 0.08}
+JPEG_OVERHEAD_BYTES = 1_000  # headers and tables of any JPEG, however small
+GRID_EXTENT_UM = (13200, 8000, 11400)  # the CCF volume: 528 x 320 x 456 voxels at 25 µm
+GRID_GZIP_RATIO = 0.1  # float32 voxels, mostly zero outside the projection: gzip ~10x
+EXPRESSION_GRID_BYTES = 1_000_000  # three float volumes at 200 µm, zipped
+UNIONIZE_FILE_BYTES = 500_000  # a few thousand rows per experiment, as JSON or CSV
+
+
+def estimate_jpeg_bytes(kind: str, width: int, height: int) -> int:
+    """Expected size of a JPEG of ``width x height`` tier pixels of a kind."""
+    per_pixel = BYTES_PER_PIXEL.get(kind, BYTES_PER_PIXEL[SECTION])
+    return JPEG_OVERHEAD_BYTES + math.ceil(max(0, width) * max(0, height) * per_pixel)
+
+
+def estimate_grid_bytes(resolution: int) -> int:
+    """Expected size of one gzip NRRD projection grid at a resolution (µm per voxel)."""
+    voxels = math.prod(math.ceil(extent / resolution) for extent in GRID_EXTENT_UM)
+    return math.ceil(voxels * 4 * GRID_GZIP_RATIO)

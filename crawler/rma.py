@@ -73,6 +73,21 @@ def parse_page(body: bytes, content_type: str, *, url: str) -> Page:
     )
 
 
+def query_failure(body: bytes) -> str | None:
+    """The message of an RMA ``success:false`` envelope, whatever HTTP status carried it.
+
+    The live status of a failed query is undocumented (§1); the envelope is what says the
+    query itself is wrong, so asking again will not help.
+    """
+    try:
+        envelope = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if isinstance(envelope, dict) and envelope.get("success") is False:
+        return str(envelope.get("msg"))
+    return None
+
+
 def next_start_row(start_row: int, received: int, page_size: int) -> int | None:
     """Where the next page starts, or None once a short or empty page says we are done.
 

@@ -16,7 +16,8 @@ import anyio
 import structlog
 
 from crawler import rma
-from crawler.errors import UnknownDataSetError
+from crawler.errors import QueryError, UnknownDataSetError, UsageError
+from crawler.plan import atlas_root
 from crawler.store import write_atomic
 
 log = structlog.get_logger("crawler.seed")
@@ -73,9 +74,31 @@ async def enumerate_rows(
     return rows
 
 
+# Every SectionDataSet comes with its Equalization (the default colour window) and its
+# products (connectivity or ISH decides which image kinds and extras exist).
+DATA_SET_INCLUDES = "rma::include,equalization,products"
+
+
 def data_set_stages(ids: Sequence[int]) -> str:
-    """SectionDataSet records with their equalization (the default colour window)."""
-    return f"model::SectionDataSet,rma::criteria,{rma.id_filter(ids)},rma::include,equalization"
+    """SectionDataSet records by id."""
+    return f"model::SectionDataSet,rma::criteria,{rma.id_filter(ids)},{DATA_SET_INCLUDES}"
+
+
+def product_stages(product_id: int) -> str:
+    """Every SectionDataSet of a product (5 = Mouse Connectivity Projection)."""
+    return (
+        f"model::SectionDataSet,rma::criteria,products[id$eq{int(product_id)}],{DATA_SET_INCLUDES}"
+    )
+
+
+def criteria_stages(criteria: str) -> str:
+    """SectionDataSets matching free criteria, e.g. ``[transgenic_line$eq'Sst-IRES-Cre']``."""
+    return f"model::SectionDataSet,rma::criteria,{criteria},{DATA_SET_INCLUDES}"
+
+
+def atlas_image_stages(atlas_id: int) -> str:
+    """The AtlasImages of an Atlas, through its atlas data set (§2)."""
+    return f"model::AtlasImage,rma::criteria,atlas_data_set(atlases[id$eq{int(atlas_id)}])"
 
 
 def section_image_stages(data_set_id: int) -> str:
@@ -114,6 +137,62 @@ async def fetch_section_images(
         what="SectionImage",
     )
     return sorted(rows, key=lambda r: (int(r.get("section_number") or 0), int(r["id"])))
+
+
+async def fetch_product_data_sets(
+    client: PageSource, api_base: str, product_id: int, *, page_size: int
+) -> list[dict[str, Any]]:
+    """A product's SectionDataSets in id order; a product without any is a usage error."""
+    rows = await enumerate_rows(
+        client, api_base, product_stages(product_id), page_size=page_size, what="SectionDataSet"
+    )
+    if not rows:
+        raise UsageError(f"no SectionDataSet in product {product_id} at {api_base}")
+    return rows
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+async def fetch_criteria_data_sets(
+    client: PageSource, api_base: str, criteria: str, *, page_size: int
+) -> list[dict[str, Any]]:
+    """SectionDataSets matching free criteria; criteria the API rejects are a usage error."""
+    try:
+        rows = await enumerate_rows(
+            client, api_base, criteria_stages(criteria), page_size=page_size, what="SectionDataSet"
+        )
+    except QueryError as exc:
+        reason = _one_line(str(exc).removeprefix("query failed: "))
+        raise UsageError(f"the API rejected --criteria {criteria!r}: {reason}") from exc
+    if not rows:
+        log.warning("seed.criteria_matched_nothing", criteria=criteria)
+    return rows
+
+
+async def fetch_atlas_images(
+    client: PageSource, api_base: str, atlas_id: int, *, page_size: int
+) -> list[dict[str, Any]]:
+    """An atlas's AtlasImages ordered by section number then id; none is a usage error."""
+    rows = await enumerate_rows(
+        client, api_base, atlas_image_stages(atlas_id), page_size=page_size, what="AtlasImage"
+    )
+    if not rows:
+        raise UsageError(f"no AtlasImage in atlas {atlas_id} at {api_base}")
+    return sorted(rows, key=lambda r: (int(r.get("section_number") or 0), int(r["id"])))
+
+
+async def save_atlas_seed(
+    out: Path, atlas_id: int, images: list[dict[str, Any]], *, fsync: bool
+) -> None:
+    """``OUT/atlas_<atlas id>/atlas.json``: the AtlasImage records as the API gave them."""
+    document = {"atlas_id": atlas_id, "atlas_images": images}
+    data = json.dumps(document, indent=1, sort_keys=True).encode()
+    await anyio.to_thread.run_sync(
+        lambda: write_atomic(out / atlas_root(atlas_id) / "atlas.json", data, fsync=fsync)
+    )
 
 
 async def save_seed(out: Path, seed: DataSetSeed, *, fsync: bool) -> None:

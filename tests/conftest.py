@@ -14,6 +14,7 @@ import pytest
 
 from crawler.cli import main
 from crawler.simulator import Catalogue, SimulatorConfig, ThreadedSimulator, serve_in_thread
+from tests.pg import pg_url, postgres_server  # noqa: F401  (the PostgreSQL fixtures)
 
 REPO = Path(__file__).resolve().parents[1]
 

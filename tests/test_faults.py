@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import time
 from pathlib import Path
@@ -153,7 +154,7 @@ def test_retry_after_is_honoured_and_retries_respect_the_concurrency_cap(
         gaps = [
             later - earlier
             for times in sim.counters.times.values()
-            for earlier, later in zip(times, times[1:], strict=False)
+            for earlier, later in itertools.pairwise(times)
         ]
         assert gaps and min(gaps) >= 0.95, "a retry came sooner than Retry-After allowed"
 

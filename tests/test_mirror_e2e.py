@@ -12,6 +12,7 @@ import pytest
 
 from crawler.simulator import SimulatorConfig, expected_bytes, serve_in_thread
 from tests.conftest import FAST, image_requests, ls_rows, run_cli, small_catalogue
+from tests.planning import planned_ref
 
 DATA_SET = "100141599"
 
@@ -52,7 +53,11 @@ def test_full_mirror_is_byte_identical_and_second_run_is_free(
     for image in images:
         name = f"{image['section_number']:04d}_{image['id']}.jpg"
         body = (out / DATA_SET / "section" / "ds4" / name).read_bytes()
-        ref = f"/api/v2/section_image_download/{image['id']}?downsample=4"
+        ref = planned_ref(sim.catalogue, image)
+        # connectivity data: --range auto sends the Equalization (0/923, 0/987, 0/4095)
+        assert ref == (
+            f"/api/v2/section_image_download/{image['id']}?downsample=4&range=0,923,0,987,0,4095"
+        )
         assert body == expected_bytes(sim.catalogue, ref)
     assert not list(out.rglob("*.part"))
 
@@ -70,6 +75,9 @@ def test_full_mirror_is_byte_identical_and_second_run_is_free(
         assert row["size"] == len(body)
         assert row["sha256"] == hashlib.sha256(body).hexdigest()
         assert str(row["url"]).startswith(sim.base_url)
+    assert {str(row["url"])[len(sim.base_url) :] for row in rows} == {
+        planned_ref(sim.catalogue, image) for image in images
+    }
 
     before = image_requests(sim)
     again = run_cli(capsys, *mirror_args(sim.base_url, out))
@@ -122,11 +130,10 @@ def test_resume_refetches_only_missing_or_damaged_files(
     fetched = {url for url in sim.counters.by_url if "section_image_download" in url}
     assert len(fetched) == 2
     assert not stale.exists()
+    by_id = {str(image["id"]): image for image in section_images(sim, int(DATA_SET))}
     for path in files[:2]:
-        image_id = path.stem.split("_")[1]
-        assert path.read_bytes() == expected_bytes(
-            sim.catalogue, f"/api/v2/section_image_download/{image_id}?downsample=4"
-        )
+        image = by_id[path.stem.split("_")[1]]
+        assert path.read_bytes() == expected_bytes(sim.catalogue, planned_ref(sim.catalogue, image))
 
 
 def test_ls_and_status_agree_with_disk(

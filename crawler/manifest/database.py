@@ -1,13 +1,22 @@
-"""Opening a manifest: URL checks, engine and pragmas, and Alembic migrations on start."""
+"""Opening a manifest: URL checks, engine and pragmas, and Alembic migrations on start.
+
+Migrations run inside one transaction that first takes a Postgres advisory lock, so processes
+starting together on a fresh database queue up instead of racing: the first creates the schema,
+the others find it current. ``allen-mirror db`` drives the same functions by hand.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
@@ -15,6 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from crawler.errors import ManifestError, UsageError
 from crawler.manifest.repository import Manifest
+
+T = TypeVar("T")
+
+CONNECT_TIMEOUT = 10.0  # seconds: an unreachable server is an error, not a minute-long hang
+MIGRATION_LOCK = 727274  # the pg_advisory_xact_lock key every migrating process queues on
 
 _DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -69,7 +83,14 @@ def create_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(full, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(full, pool_size=5, max_overflow=5, pool_pre_ping=True)
+    timeout = {"asyncpg": "timeout", "psycopg": "connect_timeout"}.get(parsed.get_driver_name())
+    return create_async_engine(
+        full,
+        pool_size=5,
+        max_overflow=5,
+        pool_pre_ping=True,
+        connect_args={timeout: int(CONNECT_TIMEOUT)} if timeout else {},
+    )
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -81,17 +102,41 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-def _upgrade(connection: Connection) -> None:
+def _serialized(connection: Connection) -> None:
+    """Two processes starting together must not both run migrations: the second waits here."""
     if connection.dialect.name == "postgresql":
-        # Two processes starting together must not both run migrations.
-        connection.exec_driver_sql("SELECT pg_advisory_xact_lock(727274)")
-    command.upgrade(alembic_config(connection), "head")
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+
+
+def _upgrade(connection: Connection, revision: str = "head") -> None:
+    _serialized(connection)
+    command.upgrade(alembic_config(connection), revision)
+
+
+def _downgrade(connection: Connection, revision: str) -> None:
+    _serialized(connection)
+    command.downgrade(alembic_config(connection), revision)
+
+
+def _current(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def head_revision() -> str | None:
+    """The newest migration shipped with this version of allen-mirror."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 async def migrate(engine: AsyncEngine) -> None:
     """Bring the schema to the newest revision (idempotent)."""
     async with engine.begin() as connection:
         await connection.run_sync(_upgrade)
+
+
+def _one_line(exc: BaseException) -> str:
+    """The driver's reason, on one line (psycopg's connection errors span several)."""
+    reason = getattr(exc, "orig", None) or exc
+    return " ".join(str(reason).split()) or reason.__class__.__name__
 
 
 async def open_manifest(url: str, *, upgrade: bool = True) -> Manifest:
@@ -102,9 +147,46 @@ async def open_manifest(url: str, *, upgrade: bool = True) -> Manifest:
             await migrate(engine)
     except (SQLAlchemyError, DBAPIError, OSError) as exc:
         await engine.dispose()
-        reason = getattr(exc, "orig", None) or exc
-        raise ManifestError(f"cannot open manifest {safe_url(url)}: {reason}") from exc
+        raise ManifestError(f"cannot open manifest {safe_url(url)}: {_one_line(exc)}") from exc
     return Manifest(engine)
+
+
+async def _on_schema(url: str, action: Callable[[Connection], T]) -> T:
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            return await connection.run_sync(action)
+    except CommandError as exc:
+        raise UsageError(f"migration: {exc}") from exc
+    except (SQLAlchemyError, DBAPIError, OSError) as exc:
+        raise ManifestError(f"cannot open manifest {safe_url(url)}: {_one_line(exc)}") from exc
+    finally:
+        await engine.dispose()
+
+
+async def upgrade(url: str, revision: str = "head") -> str | None:
+    """``db upgrade``: migrate to ``revision``; returns the revision the manifest is now at."""
+
+    def action(connection: Connection) -> str | None:
+        _upgrade(connection, revision)
+        return _current(connection)
+
+    return await _on_schema(url, action)
+
+
+async def downgrade(url: str, revision: str) -> str | None:
+    """``db downgrade``: step the schema back to ``revision`` (``base`` drops every table)."""
+
+    def action(connection: Connection) -> str | None:
+        _downgrade(connection, revision)
+        return _current(connection)
+
+    return await _on_schema(url, action)
+
+
+async def current(url: str) -> str | None:
+    """``db current``: the revision the manifest is at (None before the first migration)."""
+    return await _on_schema(url, _current)
 
 
 def safe_url(url: str) -> str:

@@ -2,7 +2,8 @@
 
 The same statements serve SQLite and Postgres: claims are one UPDATE ... RETURNING over a
 sub-select that takes ``FOR UPDATE SKIP LOCKED`` where the backend has it, so several
-workers can share one Postgres manifest without a coordinator.
+workers can share one Postgres manifest without a coordinator. On Postgres, leases are measured
+by the database server's clock, so workers on hosts whose clocks disagree still agree on them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import DateTime, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -70,11 +71,18 @@ class Manifest:
         """Release connections (and let SQLite checkpoint its WAL)."""
         await self.engine.dispose()
 
+    def now(self) -> Any:
+        """The clock of leases and heartbeats: the server's on Postgres (one clock for every
+        host), ours on SQLite (one host); naive UTC either way, like every stored timestamp."""
+        if self.dialect == "postgresql":
+            return func.timezone("UTC", func.now(), type_=DateTime())
+        return utcnow()
+
     async def _write(self, statement: Any, params: Any = None) -> Any:
         try:
             async with self.engine.begin() as connection:
                 return await connection.execute(statement, params)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:
             raise ManifestError(f"manifest write failed: {getattr(exc, 'orig', exc)}") from exc
 
     def _insert(self) -> Any:
@@ -111,7 +119,7 @@ class Manifest:
                 if batch:
                     await connection.execute(statement, batch)
                 added = await self._count(connection) - before
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:
             raise ManifestError(f"manifest write failed: {getattr(exc, 'orig', exc)}") from exc
         return added
 
@@ -125,16 +133,26 @@ class Manifest:
         ``exclusive`` (this process holds the output lock) releases every claim; otherwise
         only claims whose lease has expired. Returns how many failed items were reopened.
         """
-        now = utcnow()
         result = await self._write(
             update(items)
             .where(items.c.status == Status.FAILED.value)
-            .values(status=Status.PENDING.value, updated_at=now)
+            .values(status=Status.PENDING.value, updated_at=utcnow())
         )
+        await self.reclaim(exclusive=exclusive)
+        return int(result.rowcount or 0)
+
+    async def reclaim(self, *, exclusive: bool) -> int:
+        """Release stale claims: every claim when ``exclusive``, else those whose lease expired.
+
+        Claiming skips expired leases anyway; releasing them at start makes ``ls`` and
+        ``status`` say plainly that nobody holds those items. Returns how many were released.
+        """
         stale: Any = items.c.claimed_by.is_not(None)
         if not exclusive:
-            stale = and_(stale, items.c.lease_until < now)
-        await self._write(update(items).where(stale).values(claimed_by=None, lease_until=None))
+            stale = and_(stale, items.c.lease_until < self.now())
+        result = await self._write(
+            update(items).where(stale).values(claimed_by=None, lease_until=None)
+        )
         return int(result.rowcount or 0)
 
     async def done_files(self, chunk: int = 20000) -> AsyncIterator[list[tuple[int, str, int]]]:
@@ -169,7 +187,7 @@ class Manifest:
 
     async def claim(self, owner: str, limit: int, lease: timedelta) -> list[Claimed]:
         """Take up to ``limit`` pending items nobody holds, in id order, under a lease."""
-        now = utcnow()
+        now = self.now()
         free = select(items.c.id).where(
             items.c.status == Status.PENDING.value,
             or_(items.c.claimed_by.is_(None), items.c.lease_until < now),
@@ -194,13 +212,60 @@ class Manifest:
         rows = sorted(result.all(), key=lambda r: r[0])
         return [Claimed(*row) for row in rows]
 
-    async def renew(self, owner: str, lease: timedelta) -> None:
-        """Extend the lease on everything this owner still holds."""
-        await self._write(
-            update(items)
-            .where(items.c.claimed_by == owner, items.c.status == Status.PENDING.value)
-            .values(lease_until=utcnow() + lease)
+    async def renew(self, owner: str, lease: timedelta, ids: Sequence[int] | None = None) -> int:
+        """Extend the lease on what this owner still holds (of ``ids``, when given).
+
+        Returns how many leases were extended: fewer than ``ids`` means some were lost (the
+        lease ran out and another worker took the item).
+        """
+        condition: Any = and_(items.c.claimed_by == owner, items.c.status == Status.PENDING.value)
+        if ids is None:
+            result = await self._write(
+                update(items).where(condition).values(lease_until=self.now() + lease)
+            )
+            return int(result.rowcount or 0)
+        renewed = 0
+        for start in range(0, len(ids), 500):
+            result = await self._write(
+                update(items)
+                .where(condition, items.c.id.in_(ids[start : start + 500]))
+                .values(lease_until=self.now() + lease)
+            )
+            renewed += int(result.rowcount or 0)
+        return renewed
+
+    async def next_claimable(self, owner: str) -> float | None:
+        """When a claim by ``owner`` could next succeed: seconds from now (0 when it could now),
+        or None when no pending item is left outside this owner's own claims.
+
+        A worker that finds nothing to claim asks this to tell "the queue is drained" from
+        "others hold the rest": then it waits for their leases, which end early if they finish
+        and run out if they died.
+        """
+        now = self.now()
+        free = or_(items.c.claimed_by.is_(None), items.c.lease_until < now)
+        statement = select(
+            func.count(),
+            func.coalesce(func.max(case((free, 1), else_=0)), 0),
+            func.min(items.c.lease_until),
+        ).where(
+            items.c.status == Status.PENDING.value,
+            or_(items.c.claimed_by.is_(None), items.c.claimed_by != owner),
         )
+        if self.dialect == "postgresql":
+            statement = statement.add_columns(now)
+        try:
+            async with self.engine.connect() as connection:
+                row = (await connection.execute(statement)).one()
+        except (SQLAlchemyError, OSError) as exc:
+            raise ManifestError(f"manifest read failed: {getattr(exc, 'orig', exc)}") from exc
+        if not row[0]:
+            return None
+        if row[1] or row[2] is None:
+            return 0.0
+        clock = row[3] if self.dialect == "postgresql" else now
+        wait: float = (row[2] - clock).total_seconds()
+        return max(0.0, wait)
 
     async def release(self, owner: str, ids: Sequence[int] | None = None) -> None:
         """Give claims back without a result (stopping early)."""

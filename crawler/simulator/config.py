@@ -21,6 +21,7 @@ FAULT_KINDS: frozenset[str] = frozenset(
         "empty_body",
         "redirect",
         "corrupt_jpeg",
+        "corrupt_grid",
     }
 )
 PERMANENT_KINDS: frozenset[str] = frozenset({"http_500", "http_404", "corrupt_jpeg"})

@@ -19,7 +19,7 @@ APPLICABLE: dict[str, frozenset[str]] = {
     "rma": _HTTP | _TRANSPORT | {"malformed_json"},
     "image": _HTTP | _TRANSPORT | {"redirect", "corrupt_jpeg"},
     "redirect": _HTTP | _TRANSPORT | {"corrupt_jpeg"},
-    "grid": _HTTP | _TRANSPORT,
+    "grid": _HTTP | _TRANSPORT | {"corrupt_grid"},
     "other": frozenset(),
 }
 PERMANENT_PREFIX = "permanent_"
@@ -99,6 +99,11 @@ def corrupt_jpeg(body: bytes) -> bytes:
     return cut
 
 
+def corrupt_grid(body: bytes) -> bytes:
+    """A grid file damaged in place: same length, its first bytes (the magic) zeroed."""
+    return bytes(min(8, len(body))) + body[8:]
+
+
 def plan_response(
     reply: Reply, fault: str | None, config: SimulatorConfig, location: str | None
 ) -> ResponsePlan:
@@ -135,6 +140,9 @@ def plan_response(
         case "redirect":
             assert location is not None
             return ResponsePlan(302, (*_headers(HTML, 0), ("Location", location)))
+        case "corrupt_grid":
+            damaged = corrupt_grid(reply.body)
+            return ResponsePlan(200, _headers(reply.content_type, len(damaged)), damaged)
         case "corrupt_jpeg" | "permanent_corrupt_jpeg":
             cut = corrupt_jpeg(reply.body)
             return ResponsePlan(200, _headers(reply.content_type, len(cut)), cut)

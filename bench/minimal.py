@@ -1,0 +1,77 @@
+"""`python -m bench.minimal`: the reference client, the least a bulk downloader can do.
+
+One aiohttp session, a semaphore of C, one task per URL, each body written to its file: no
+manifest, no hashing, no validation beyond HTTP 200, no retries, no fsync, no logging. Its wall
+time is what the network and the server allow on this machine; allen-mirror is measured
+against it.
+
+Input: a JSON-lines file of {"url": ..., "path": ...} (paths relative to --out).
+Output: one JSON line, {"seconds", "files", "bytes", "errors"}; seconds run from the first
+request to the last file written (interpreter start-up excluded, like the mirror's summary).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import aiohttp
+
+
+async def fetch_all(jobs: list[tuple[str, Path]], concurrency: int) -> tuple[float, int, int, int]:
+    """Download every (url, dest); returns (seconds, files, bytes, errors)."""
+    semaphore = asyncio.Semaphore(concurrency)
+    files = size = errors = 0
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(url: str, dest: Path) -> None:
+            nonlocal files, size, errors
+            async with semaphore:
+                try:
+                    async with session.get(url) as response:
+                        body = await response.read()
+                        if response.status != 200:
+                            errors += 1
+                            return
+                except aiohttp.ClientError:
+                    errors += 1
+                    return
+            # Deliberately naive: small bodies written on the event loop, no thread hop.
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(body)  # noqa: ASYNC240
+            files += 1
+            size += len(body)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(url, dest) for url, dest in jobs))
+        seconds = time.perf_counter() - started
+    return seconds, files, size, errors
+
+
+def read_jobs(urls: Path, out: Path) -> list[tuple[str, Path]]:
+    jobs = []
+    with urls.open() as handle:
+        for line in handle:
+            if line.strip():
+                row = json.loads(line)
+                jobs.append((row["url"], out / row["path"]))
+    return jobs
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.minimal", description=__doc__)
+    parser.add_argument("--urls", type=Path, required=True, help="JSON lines of url and path")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args(argv)
+    jobs = read_jobs(args.urls, args.out)
+    seconds, files, size, errors = asyncio.run(fetch_all(jobs, args.concurrency))
+    print(json.dumps({"seconds": seconds, "files": files, "bytes": size, "errors": errors}))
+
+
+if __name__ == "__main__":
+    main()

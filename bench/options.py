@@ -1,0 +1,102 @@
+"""The harness's flags: sizes of each benchmark, with `--tiny` for the smoke test."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+SECTIONS = ("throughput", "overhead", "scale", "memory")
+
+
+@dataclass(frozen=True)
+class Options:
+    """What one harness run measures, and how big."""
+
+    images: int = 5000
+    latencies: tuple[float, ...] = (50.0, 200.0)
+    concurrency: int = 32
+    repeat: int = 1
+    image_scale: float = 0.1  # ~170x120 px downsample-4 JPEGs of ~7.6 kB: the cache holds all
+    scale_items: int = 1_000_000
+    memory_items: tuple[int, ...] = (10_000, 100_000)
+    memory_image_scale: float = 0.02  # ~1 kB images: a 100,000-item mirror is about requests
+    only: tuple[str, ...] = SECTIONS
+    write: Path | None = None
+    json: Path | None = None
+    workdir: Path | None = None
+    keep: bool = False
+    tiny: bool = False
+    step_timeout: float = 1800.0  # no single child process may run longer
+
+
+TINY = {
+    "images": 40,
+    "scale_items": 3000,
+    "memory_items": (60, 240),
+    "step_timeout": 120.0,
+}
+
+
+def _numbers(text: str) -> tuple[float, ...]:
+    return tuple(float(part) for part in text.split(",") if part.strip())
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    return tuple(int(float(part)) for part in text.split(",") if part.strip())
+
+
+def _sections(text: str) -> tuple[str, ...]:
+    chosen = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = set(chosen) - set(SECTIONS)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown section(s): {', '.join(sorted(unknown))}")
+    return chosen
+
+
+def parse(argv: list[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmark allen-mirror against the C/L bound and a minimal aiohttp loop.",
+    )
+    parser.add_argument("--images", type=int, help="images of the throughput runs [5000]")
+    parser.add_argument("--latencies", type=_numbers, help="simulated latencies, ms [50,200]")
+    parser.add_argument("--concurrency", type=int, help="requests in flight [32]")
+    parser.add_argument("--repeat", type=int, help="throughput runs per contestant; best kept [1]")
+    parser.add_argument("--image-scale", type=float, help="catalogue image scale [0.1]")
+    parser.add_argument("--scale-items", type=int, help="tile items of the scale test [1000000]")
+    parser.add_argument(
+        "--memory-items", type=_counts, help="mirror sizes of the memory test [10000,100000]"
+    )
+    parser.add_argument("--only", type=_sections, help=f"subset of {','.join(SECTIONS)}")
+    parser.add_argument("--tiny", action="store_true", help="a few dozen items: the smoke test")
+    parser.add_argument("--write", type=Path, help="update this markdown file (BENCHMARKS.md)")
+    parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--workdir", type=Path, help="scratch directory [a new temp dir]")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    args = parser.parse_args(argv)
+    values: dict[str, object] = dict(TINY) if args.tiny else {}
+    for name in (
+        "images",
+        "latencies",
+        "concurrency",
+        "repeat",
+        "image_scale",
+        "scale_items",
+        "memory_items",
+        "only",
+        "write",
+        "json",
+        "workdir",
+    ):
+        value = getattr(args, name)
+        if value is not None:
+            values[name] = value
+    options = Options(keep=args.keep, tiny=args.tiny, **values)  # type: ignore[arg-type]
+    if options.images < 1 or options.concurrency < 1 or options.repeat < 1:
+        parser.error("--images, --concurrency and --repeat must be at least 1")
+    if not options.latencies or any(latency < 0 for latency in options.latencies):
+        parser.error("--latencies must be non-negative numbers")
+    if not options.memory_items or min(options.memory_items) < 1 or options.scale_items < 1:
+        parser.error("--memory-items and --scale-items must be positive")
+    return options

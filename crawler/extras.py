@@ -1,0 +1,75 @@
+"""Experiment extras that come from RMA rather than a download URL: structure unionizes.
+
+The rows are fetched page by page under the same paging rules as seeding, rendered as JSON or
+CSV by pure functions, and stored like any download: ``.part``, sha256, fsync, rename.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from crawler import seed
+from crawler.client import ApiClient, DownloadFailed, Fetched
+from crawler.errors import RemoteError
+from crawler.plan import unionize_stages
+from crawler.store import PartWriter
+
+
+def unionizes_json(rows: Sequence[dict[str, Any]]) -> bytes:
+    """The rows as a JSON array in id order, one object per row (stable bytes)."""
+    ordered = sorted(rows, key=lambda r: int(r.get("id") or 0))
+    return (json.dumps(ordered, indent=1, sort_keys=True) + "\n").encode()
+
+
+def unionizes_csv(rows: Sequence[dict[str, Any]]) -> bytes:
+    """The rows as CSV in id order: ``id`` first, then every other field in name order."""
+    ordered = sorted(rows, key=lambda r: int(r.get("id") or 0))
+    names = sorted({name for row in ordered for name in row} - {"id"})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, ["id", *names], lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in ordered:
+        writer.writerow({k: _cell(v) for k, v in row.items()})
+    return buffer.getvalue().encode()
+
+
+def _cell(value: Any) -> Any:
+    """Nested values (there should be none) stay readable as JSON; booleans as true/false."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        return json.dumps(value, sort_keys=True)
+    return "" if value is None else value
+
+
+async def fetch_unionizes(client: ApiClient, data_set_id: int, dest: Path) -> Fetched:
+    """Page every ProjectionStructureUnionize row of a data set and store it as ``dest``.
+
+    ``dest`` ending in ``.csv`` gets CSV, anything else JSON. A query that fails after the
+    client's retries becomes DownloadFailed, so the item is recorded failed like a download.
+    """
+    settings = client.settings
+    try:
+        rows = await seed.enumerate_rows(
+            client,
+            settings.api_base,
+            unionize_stages(data_set_id),
+            page_size=settings.page_size,
+            what="ProjectionStructureUnionize",
+        )
+    except RemoteError as exc:
+        raise DownloadFailed(exc, 1) from exc
+    body = unionizes_csv(rows) if dest.suffix == ".csv" else unionizes_json(rows)
+    writer = PartWriter(dest, fsync=settings.fsync)
+    try:
+        writer.add(body)
+        stored = await writer.commit()
+    except BaseException:
+        await writer.discard()
+        raise
+    return Fetched(stored=stored, http_status=200, attempts=1)

@@ -1,0 +1,175 @@
+"""Run reports: every mirror, sync and verify leaves a JSON file and a runs row for monitoring.
+
+The report is written whatever the outcome (done, failed, interrupted, error), atomically, to
+``OUT/.reports/<UTC timestamp>-<command>.json`` unless ``--report FILE`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import structlog
+
+from crawler.config import Settings
+from crawler.errors import AllenMirrorError
+from crawler.manifest.database import safe_url
+from crawler.manifest.repository import Manifest
+from crawler.manifest.runs import finish_run, start_run
+from crawler.store import write_atomic
+
+if TYPE_CHECKING:
+    from crawler.pipeline import RunReport
+
+log = structlog.get_logger("crawler.reports")
+
+REPORTS_DIR = ".reports"
+
+
+def settings_document(settings: Settings) -> dict[str, Any]:
+    """The settings of a run, JSON-ready, without secrets."""
+    document = dataclasses.asdict(settings)
+    document["out"] = str(settings.out)
+    document["manifest"] = safe_url(settings.manifest_url)
+    return document
+
+
+def default_report_path(out: Path, command: str, started: datetime) -> Path:
+    """``OUT/.reports/20261121T153000Z-mirror.json``."""
+    return out / REPORTS_DIR / f"{started.strftime('%Y%m%dT%H%M%S')}Z-{command}.json"
+
+
+def outcome_of(report: RunReport, error: BaseException | None) -> str:
+    """ok | failed | interrupted | error."""
+    if error is not None:
+        return "error"
+    if report.interrupted_by is not None:
+        return "interrupted"
+    return "failed" if report.exit_code else "ok"
+
+
+def report_document(
+    report: RunReport,
+    settings: Settings,
+    selection: dict[str, Any],
+    *,
+    run_id: int | None,
+    started: datetime,
+    finished: datetime,
+    outcome: str,
+    exit_code: int,
+    error: str | None,
+) -> dict[str, Any]:
+    """Everything a monitor needs to judge a run without reading logs."""
+    return {
+        "report_version": 1,
+        "run_id": run_id,
+        "command": report.command,
+        "selection": selection,
+        "settings": settings_document(settings),
+        "started": started.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "finished": finished.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "duration_s": round(report.seconds, 3),
+        "outcome": outcome,
+        "exit_code": exit_code,
+        "error": error,
+        "counts": report.counts(),
+        "bytes": report.bytes,
+        "failures": [
+            {
+                "url": failure.url,
+                "error": failure.error,
+                "http_status": failure.http_status,
+                "attempts": failure.attempts,
+            }
+            for failure in report.failures
+        ],
+    }
+
+
+def exit_code_for_error(error: BaseException) -> int:
+    """The exit code an error will end the process with (mirrors cli.exit_code_for)."""
+    from crawler.errors import LockedError, UsageError
+
+    if isinstance(error, UsageError):
+        return 2
+    if isinstance(error, LockedError):
+        return 3
+    return 1
+
+
+@asynccontextmanager
+async def recorded_run(
+    manifest: Manifest,
+    settings: Settings,
+    selection: dict[str, Any],
+    report: RunReport,
+    report_file: Path | None,
+) -> AsyncIterator[None]:
+    """Open a runs row, run the body, then write the report and close the row, shielded."""
+    started = datetime.now(UTC)
+    started_clock = time.monotonic()
+    run_id = await start_run(manifest, report.command, selection, settings_document(settings))
+    error: BaseException | None = None
+    try:
+        yield
+    except BaseException as raised:
+        error = raised
+        raise
+    finally:
+        with anyio.CancelScope(shield=True):
+            if not report.seconds:
+                report.seconds = time.monotonic() - started_clock
+            problem = _root(error) if error is not None else None
+            cancelled = problem is not None and not isinstance(problem, Exception)
+            if cancelled:
+                problem = None
+            outcome = outcome_of(report, problem)
+            exit_code = exit_code_for_error(problem) if problem is not None else report.exit_code
+            path = report_file or default_report_path(settings.out, report.command, started)
+            document = report_document(
+                report,
+                settings,
+                selection,
+                run_id=run_id,
+                started=started,
+                finished=datetime.now(UTC),
+                outcome=outcome,
+                exit_code=exit_code,
+                error=str(problem) if problem is not None else None,
+            )
+            data = (json.dumps(document, indent=1) + "\n").encode()
+            written: str | None = str(path)
+            try:
+                await anyio.to_thread.run_sync(
+                    lambda: write_atomic(path, data, fsync=settings.fsync)
+                )
+            except AllenMirrorError as exc:
+                log.warning("report.not_written", path=str(path), error=str(exc))
+                written = None
+            try:
+                await finish_run(
+                    manifest,
+                    run_id,
+                    outcome=outcome,
+                    exit_code=exit_code,
+                    counts=report.counts(),
+                    nbytes=report.bytes,
+                    report_path=written,
+                )
+            except AllenMirrorError as exc:
+                log.warning("run.not_recorded", error=str(exc))
+
+
+def _root(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        chosen = next((e for e in error.exceptions if isinstance(e, AllenMirrorError)), None)
+        error = chosen if chosen is not None else error.exceptions[0]
+    return error

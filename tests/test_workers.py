@@ -1,0 +1,292 @@
+"""Several `worker` processes on one Postgres manifest: a shared queue, leases, a shared rate.
+
+Real processes against the simulator; assertions on bytes on disk, manifest rows and the
+simulator's per-URL counters and arrival times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from crawler.config import load_settings
+from crawler.manifest import Manifest, open_manifest
+from crawler.manifest.models import items, workers
+from crawler.simulator import SimulatorConfig, ThreadedSimulator, expected_bytes, serve_in_thread
+from tests.conftest import FAST, ls_rows, run_cli, small_catalogue
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+DATA_SETS = ["--dataset", "100141599", "--dataset", "126862385"]
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """Short waits, and a lease of two seconds so a killed worker's items come back fast."""
+    path = tmp_path / "workers.toml"
+    path.write_text(
+        "retry_wait_initial = 0.01\nretry_wait_max = 0.2\nmanifest_flush_seconds = 0.1\n"
+        "timeout = 5.0\nlease_seconds = 2.0\npoll_seconds = 0.3\n"
+    )
+    return path
+
+
+def plan(capsys: pytest.CaptureFixture[str], sim: ThreadedSimulator, out: Path, url: str) -> None:
+    result = run_cli(
+        capsys, "plan", *DATA_SETS, "--out", str(out), "--manifest", url,
+        "--api-base", sim.base_url, *FAST,
+    )  # fmt: skip
+    assert result.code == 0, result.err
+
+
+Spawn = Callable[..., "subprocess.Popen[str]"]
+
+
+@pytest.fixture
+def spawn(config: Path) -> Iterator[Spawn]:
+    """Start ``worker`` processes; any still running when the test ends is killed."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(sim: ThreadedSimulator, out: Path, url: str, *extra: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "crawler", "worker", "--out", str(out), "--manifest", url,
+                "--api-base", sim.base_url, "--config", str(config), *FAST, *extra,
+            ],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        if process.stdout is not None and not process.stdout.closed:
+            process.communicate(timeout=30)
+
+
+def finish(process: subprocess.Popen[str], code: int = 0) -> str:
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == code, err
+    assert "Traceback" not in err
+    return err
+
+
+def manifest_call(url: str, action: Callable[[Manifest], Awaitable[Any]]) -> Any:
+    async def run() -> Any:
+        manifest = await open_manifest(url, upgrade=False)
+        try:
+            return await action(manifest)
+        finally:
+            await manifest.close()
+
+    return asyncio.run(run())
+
+
+def query(url: str, statement: Any) -> list[Any]:
+    async def run(manifest: Manifest) -> list[Any]:
+        async with manifest.engine.connect() as connection:
+            return list((await connection.execute(statement)).all())
+
+    return list(manifest_call(url, run))
+
+
+def done_count(url: str) -> int:
+    return len(query(url, select(items.c.id).where(items.c.status == "done")))
+
+
+def image_urls(sim: ThreadedSimulator) -> dict[str, int]:
+    return {u: n for u, n in sim.counters.by_url.items() if "image_download" in u}
+
+
+def assert_mirror_is_exact(sim: ThreadedSimulator, out: Path, url: str) -> list[str]:
+    rows = query(url, select(items.c.url, items.c.path, items.c.status, items.c.claimed_by))
+    assert rows and all(status == "done" and holder is None for _, _, status, holder in rows)
+    for item_url, path, _, _ in rows:
+        ref = item_url[len(sim.base_url) :]
+        assert (out / path).read_bytes() == expected_bytes(sim.catalogue, ref), path
+    assert not list(out.rglob("*.part"))
+    return [item_url[len(sim.base_url) :] for item_url, *_ in rows]
+
+
+@contextmanager
+def gate(url: str, workers_expected: int) -> Iterator[None]:
+    """Hold every pending item until ``workers_expected`` workers are up, then let go at once.
+
+    Workers find the items held by someone else and wait for them, so none of them can drain
+    the queue while the others are still starting (starting Python takes a while on a busy
+    machine).
+    """
+    manifest_call(url, lambda m: m.claim("gate", 1_000_000, timedelta(minutes=5)))
+    yield
+    deadline = time.monotonic() + 60
+    while len(query(url, select(workers.c.id))) < workers_expected:
+        assert time.monotonic() < deadline, "the workers did not start"
+        time.sleep(0.05)
+    manifest_call(url, lambda m: m.release("gate"))
+
+
+@pytest.fixture
+def slow_sim() -> Iterator[ThreadedSimulator]:
+    with serve_in_thread(small_catalogue(40), SimulatorConfig(latency_ms=60)) as handle:
+        yield handle
+
+
+def test_three_workers_share_the_queue_and_fetch_each_image_once(
+    slow_sim: ThreadedSimulator,
+    pg_url: str,
+    spawn: Spawn,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "m"
+    plan(capsys, slow_sim, out, pg_url)
+    slow_sim.counters.reset()
+    with gate(pg_url, 3):
+        processes = [spawn(slow_sim, out, pg_url, "--concurrency", "2") for _ in range(3)]
+    for process in processes:
+        finish(process)
+    refs = assert_mirror_is_exact(slow_sim, out, pg_url)
+    assert image_urls(slow_sim) == dict.fromkeys(refs, 1), "no image fetched twice"
+    shares = query(pg_url, select(workers.c.done, workers.c.stopped_at))
+    assert len(shares) == 3 and sum(done for done, _ in shares) == len(refs)
+    assert all(done > 0 and stopped is not None for done, stopped in shares)
+
+
+def held_by(url: str, pid: int) -> tuple[str | None, set[str]]:
+    """The claim owner name of the worker process ``pid`` and the URLs it holds."""
+    owners = query(url, select(workers.c.id).where(workers.c.pid == pid))
+    if not owners:
+        return None, set()
+    owner = owners[0][0]
+    return owner, {u for (u,) in query(url, select(items.c.url).where(items.c.claimed_by == owner))}
+
+
+def test_a_killed_workers_items_are_reclaimed_by_the_others(
+    pg_url: str, spawn: Spawn, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with serve_in_thread(small_catalogue(40), SimulatorConfig(latency_ms=150)) as sim:
+        out = tmp_path / "m"
+        plan(capsys, sim, out, pg_url)
+        sim.counters.reset()
+        with gate(pg_url, 3):
+            victim, *survivors = [spawn(sim, out, pg_url, "--concurrency", "2") for _ in range(3)]
+        deadline = time.monotonic() + 30
+        while not (held_by(pg_url, victim.pid)[1] and done_count(pg_url) >= 6):
+            assert time.monotonic() < deadline, "the workers made no progress"
+            time.sleep(0.05)
+        victim.send_signal(signal.SIGKILL)
+        victim.communicate(timeout=10)
+        owner, held = held_by(pg_url, victim.pid)
+        assert held, "the killed worker held claims"
+        listed = ls_rows(capsys, out, "--manifest", pg_url)
+        assert {r["url"] for r in listed if r["claimed_by"] == owner} == held
+        for process in survivors:
+            finish(process)
+        refs = assert_mirror_is_exact(sim, out, pg_url)
+        fetched = image_urls(sim)
+        held = {u[len(sim.base_url) :] for u in held}
+    assert set(fetched) == set(refs)
+    # only what the killed worker held (and may have been fetching) was fetched again
+    assert {u for u, n in fetched.items() if n > 1} <= held
+    (stopped,) = query(pg_url, select(workers.c.stopped_at).where(workers.c.id == owner))[0]
+    assert stopped is None  # it never said goodbye; status drops it once it stops beating
+
+
+def requests_per_second(times: list[float], trim: float = 0.2) -> float:
+    """The rate over the steady middle of a run: the first and last ``trim`` cut off."""
+    times = sorted(times)
+    span = times[-1] - times[0]
+    start, end = times[0] + trim * span, times[-1] - trim * span
+    return sum(1 for t in times if start <= t < end) / (end - start)
+
+
+def test_rate_is_the_total_of_all_workers(
+    pg_url: str, spawn: Spawn, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rate = 40.0
+    with serve_in_thread(small_catalogue(130), SimulatorConfig(latency_ms=20)) as sim:
+        out = tmp_path / "m"
+        plan(capsys, sim, out, pg_url)
+        sim.counters.reset()
+        with gate(pg_url, 3):
+            processes = [
+                spawn(sim, out, pg_url, "--rate", str(rate), "--concurrency", "4") for _ in range(3)
+            ]
+        for process in processes:
+            finish(process)
+        times = [t for url, ts in sim.counters.times.items() if "image_download" in url for t in ts]
+    assert len(times) > 200
+    measured = requests_per_second(times)
+    assert abs(measured - rate) <= 0.1 * rate, f"{measured:.1f} requests/s for --rate {rate}"
+    shares = [done for (done,) in query(pg_url, select(workers.c.done))]
+    assert len(shares) == 3 and min(shares) > 0.15 * sum(shares), shares
+
+
+def test_a_following_worker_waits_for_new_items_until_a_signal(
+    sim: ThreadedSimulator,
+    pg_url: str,
+    spawn: Spawn,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "m"
+    follower = spawn(sim, out, pg_url, "--follow")
+    try:
+        time.sleep(1.5)
+        assert follower.poll() is None, "an empty queue does not end a following worker"
+        plan(capsys, sim, out, pg_url)
+        deadline = time.monotonic() + 30
+        while done_count(pg_url) < len(query(pg_url, select(items.c.id))):
+            assert time.monotonic() < deadline, "the follower did not fetch new items"
+            time.sleep(0.1)
+        live = run_cli(capsys, "status", "--out", str(out), "--manifest", pg_url)
+        assert "(worker, since" in live.out, "status lists the live worker"
+    finally:
+        follower.send_signal(signal.SIGTERM)
+    err = finish(follower, 143)
+    assert '"run.summary"' in err
+    assert_mirror_is_exact(sim, out, pg_url)
+
+
+def test_two_workers_on_one_sqlite_manifest_are_refused(
+    slow_sim: ThreadedSimulator, spawn: Spawn, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "m"
+    url = f"sqlite:///{out / 'manifest.sqlite'}"
+    missing = run_cli(capsys, "worker", "--out", str(out), *FAST)
+    assert missing.code == 2 and "no manifest" in missing.err
+    plan(capsys, slow_sim, out, url)
+    first = spawn(slow_sim, out, url, "--concurrency", "1")
+    try:
+        deadline = time.monotonic() + 30
+        while done_count(url) == 0:  # running, with its signal handlers in place
+            assert time.monotonic() < deadline, "the first worker made no progress"
+            time.sleep(0.05)
+        second = run_cli(capsys, "worker", "--out", str(out), "--api-base", slow_sim.base_url)
+        assert second.code == 3
+        (line,) = second.err.strip().splitlines()
+        assert f"worker pid {first.pid}" in line and "PostgreSQL manifest" in line
+    finally:
+        first.send_signal(signal.SIGTERM)
+    finish(first, 143)
+
+
+def test_the_docker_config_loads_and_points_at_the_compose_services() -> None:
+    shipped = Path(__file__).resolve().parents[1] / "config" / "docker.toml"
+    settings = load_settings(shipped, {}, environ={})
+    assert settings.out == Path("/data") and settings.manifest_url.startswith("postgresql://")
+    assert "@postgres:5432/" in settings.manifest_url and settings.rate > 0
+    assert not settings.progress and settings.log_format == "json"
