@@ -13,7 +13,7 @@ from pathlib import Path
 from bench import memory, scale, throughput
 from bench.options import Options, parse
 from bench.procs import BenchError
-from bench.report import Row, load_average, print_flush, table, write_doc
+from bench.report import Row, load_average, machine, print_flush, table, write_doc
 
 
 def run(options: Options, work: Path) -> tuple[list[Row], list[str]]:
@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     print_flush("")
     for note in notes:
         print_flush(f"- {note}")
+    print_flush("")
+    for key, value in machine(load).items():
+        print_flush(f"{key}: {value}")
     if options.write is not None:
         write_doc(options.write, rows, args, notes, load)
     if options.json is not None:

@@ -14,6 +14,7 @@ class Options:
     """What one harness run measures, and how big."""
 
     images: int = 5000
+    data_sets: int = 10  # the throughput images are spread over about this many data sets
     latencies: tuple[float, ...] = (50.0, 200.0)
     concurrency: int = 32
     repeat: int = 1
@@ -32,6 +33,7 @@ class Options:
 
 TINY = {
     "images": 40,
+    "data_sets": 2,
     "scale_items": 3000,
     "memory_items": (60, 240),
     "step_timeout": 120.0,

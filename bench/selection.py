@@ -12,14 +12,16 @@ DEFAULT_SECTIONS = 140
 CONNECTIVITY_BUILT_IN = 2  # 100141599 and 126862385 are usable; 500000001 is marked failed
 
 
-def catalogue_shape(images: int, *, most_per_data_set: int = 2500) -> tuple[int, int]:
+def catalogue_shape(
+    images: int, *, data_sets: int = 10, most_per_data_set: int = 2500
+) -> tuple[int, int]:
     """(sections per data set, extra connectivity data sets) for ``images`` usable images.
 
-    About ten data sets (so a mirror exercises several), one spare for failed sections.
+    About ``data_sets`` data sets (so a mirror exercises several), one spare for failed sections.
     """
-    per_data_set = min(most_per_data_set, max(1, math.ceil(images / 10)))
-    data_sets = math.ceil(images / per_data_set) + 1
-    return per_data_set, max(0, data_sets - CONNECTIVITY_BUILT_IN)
+    per_data_set = min(most_per_data_set, max(1, math.ceil(images / max(1, data_sets))))
+    needed = math.ceil(images / per_data_set) + 1
+    return per_data_set, max(0, needed - CONNECTIVITY_BUILT_IN)
 
 
 def scale_catalogue_shape(items: int) -> tuple[int, int]:

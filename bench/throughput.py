@@ -193,7 +193,7 @@ def run(options: Options, work: Path) -> tuple[list[Row], list[str]]:
     """Sections 1 and 2 (whichever of them `--only` selects)."""
     rows: list[Row] = []
     notes: list[str] = []
-    sections, extra = catalogue_shape(options.images)
+    sections, extra = catalogue_shape(options.images, data_sets=options.data_sets)
     with SimulatorProcess(
         logs=work / "logs" / "simulator-images",
         sections=sections,

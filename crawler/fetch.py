@@ -13,6 +13,8 @@ and run out if it died, so a killed worker's items are always finished by the ot
 from __future__ import annotations
 
 import math
+import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +58,30 @@ class Stop:
     @property
     def requested(self) -> bool:
         return self.event.is_set()
+
+
+async def watch_signals(stop: Stop, fetch_scope: anyio.CancelScope, grace: float) -> None:
+    """First SIGINT/SIGTERM: stop claiming and give in-flight items ``grace`` seconds.
+
+    A second signal ends the process at once; the manifest stays consistent because every
+    write is a transaction and unrecorded items are simply fetched again next time.
+    """
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if stop.signal is None:
+                stop.signal = int(signum)
+                stop.event.set()
+                log.warning("run.stopping", signal=signal.Signals(signum).name, grace_s=grace)
+
+                async def cut_off() -> None:
+                    await anyio.sleep(grace)
+                    fetch_scope.cancel()
+
+                async with anyio.create_task_group() as group:
+                    group.start_soon(cut_off)
+                    async for again in signals:
+                        log.warning("run.abort", signal=signal.Signals(again).name)
+                        os._exit(128 + int(again))
 
 
 OnOutcome = Callable[[Outcome], None]

@@ -22,7 +22,7 @@ from crawler import plan, seed
 from crawler.client import ApiClient
 from crawler.config import Settings
 from crawler.errors import StorageError, UsageError
-from crawler.fetch import Pool, Stop, images_per_second
+from crawler.fetch import Pool, Stop, images_per_second, watch_signals
 from crawler.lock import OutputLock
 from crawler.manifest import Manifest, Status, open_manifest
 from crawler.manifest.database import is_sqlite
@@ -398,30 +398,6 @@ async def recheck_done_files(manifest: Manifest, out: Path) -> tuple[int, int]:
     return intact, reopened
 
 
-async def _watch_signals(stop: Stop, fetch_scope: anyio.CancelScope, grace: float) -> None:
-    """First SIGINT/SIGTERM: stop claiming and give in-flight items ``grace`` seconds.
-
-    A second signal ends the process at once; the manifest stays consistent because every
-    write is a transaction and unrecorded items are simply fetched again next time.
-    """
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            if stop.signal is None:
-                stop.signal = int(signum)
-                stop.event.set()
-                log.warning("run.stopping", signal=signal.Signals(signum).name, grace_s=grace)
-
-                async def cut_off() -> None:
-                    await anyio.sleep(grace)
-                    fetch_scope.cancel()
-
-                async with anyio.create_task_group() as group:
-                    group.start_soon(cut_off)
-                    async for again in signals:
-                        log.warning("run.abort", signal=signal.Signals(again).name)
-                        os._exit(128 + int(again))
-
-
 async def run_plan(settings: Settings, selection: Selection) -> RunReport:
     """Enumerate and record pending items without downloading anything."""
     report = RunReport(command="plan")
@@ -516,7 +492,7 @@ async def _mirror(
     with RunProgress(settings.progress) as progress:
         async with ApiClient.open(settings, limiter) as client, anyio.create_task_group() as outer:
             fetch_scope = anyio.CancelScope()
-            outer.start_soon(_watch_signals, stop, fetch_scope, settings.grace_seconds)
+            outer.start_soon(watch_signals, stop, fetch_scope, settings.grace_seconds)
             planner = _Planner(settings, manifest, client, report)
 
             def on_outcome(outcome: Outcome) -> None:

@@ -18,13 +18,13 @@ import structlog
 from crawler.client import ApiClient
 from crawler.config import Settings
 from crawler.errors import LockedError
-from crawler.fetch import Pool, Stop
+from crawler.fetch import Pool, Stop, watch_signals
 from crawler.listing import check_manifest_exists
 from crawler.lock import OutputLock
 from crawler.manifest import open_manifest
 from crawler.manifest.database import is_sqlite
 from crawler.manifest.repository import Outcome
-from crawler.pipeline import RunReport, _watch_signals, check_output_dir, owner_id
+from crawler.pipeline import RunReport, check_output_dir, owner_id
 from crawler.progress import RunProgress
 from crawler.ratelimit import limiter_for
 
@@ -73,7 +73,7 @@ async def run_worker(settings: Settings, *, follow: bool = False) -> RunReport:
                     anyio.create_task_group() as outer,
                 ):
                     fetch_scope = anyio.CancelScope()
-                    outer.start_soon(_watch_signals, stop, fetch_scope, settings.grace_seconds)
+                    outer.start_soon(watch_signals, stop, fetch_scope, settings.grace_seconds)
                     pool = Pool(
                         settings,
                         manifest,

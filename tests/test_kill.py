@@ -94,14 +94,19 @@ def test_sigkill_at_random_moments_then_complete_byte_exact(
 ) -> None:
     out = tmp_path / "m"
     rng = random.Random(20261121)
-    for _ in range(4):
+    done_so_far = 0
+    for attempt in range(5):
         process = start(slow_sim.base_url, out)
-        time.sleep(rng.uniform(1.0, 3.0))
+        if attempt == 0:
+            time.sleep(rng.uniform(0.2, 1.0))  # possibly during start-up or seeding
+        else:
+            wait_for_done(out, done_so_far + 1, timeout=60)  # mid-download, with progress
+            time.sleep(rng.uniform(0.0, 0.4))
         process.send_signal(signal.SIGKILL)
         process.communicate(timeout=30)
         assert process.returncode == -signal.SIGKILL
         if (out / "manifest.sqlite").exists():
-            assert_done_rows_are_complete(out)
+            done_so_far = assert_done_rows_are_complete(out)
     before = assert_done_rows_are_complete(out)
     assert before > 0, "the killed runs made progress"
     slow_sim.counters.reset()

@@ -17,12 +17,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from sqlalchemy import select
 
 from crawler.config import load_settings
 from crawler.manifest import Manifest, open_manifest
 from crawler.manifest.models import items, workers
+from crawler.ratelimit import SharedRateLimiter, block_size
 from crawler.simulator import SimulatorConfig, ThreadedSimulator, expected_bytes, serve_in_thread
 from tests.conftest import FAST, ls_rows, run_cli, small_catalogue
 
@@ -290,3 +292,38 @@ def test_the_docker_config_loads_and_points_at_the_compose_services() -> None:
     assert settings.out == Path("/data") and settings.manifest_url.startswith("postgresql://")
     assert "@postgres:5432/" in settings.manifest_url and settings.rate > 0
     assert not settings.progress and settings.log_format == "json"
+
+
+@pytest.mark.parametrize(
+    ("rate", "concurrency", "block"),
+    [(0.5, 8, 1), (10, 8, 1), (40, 8, 4), (40, 2, 2), (1000, 8, 8), (1000, 500, 100)],
+)
+def test_a_reservation_is_a_tenth_of_a_second_capped_by_concurrency(
+    rate: float, concurrency: int, block: int
+) -> None:
+    assert block_size(rate, concurrency) == block
+
+
+async def test_limiters_sharing_one_budget_keep_to_its_rate() -> None:
+    """Three limiters on one in-memory budget (what the rate_limits row does across hosts)."""
+    next_free = 0.0
+
+    async def reserve(span: float) -> float:
+        nonlocal next_free
+        now = time.monotonic()
+        start = max(next_free, now)
+        next_free = start + span
+        return start - now
+
+    rate = 50.0
+    limiters = [SharedRateLimiter(reserve, rate, block_size(rate, 4)) for _ in range(3)]
+    sent: list[float] = []
+
+    async def request(limiter: SharedRateLimiter) -> None:
+        await limiter.acquire()
+        sent.append(time.monotonic())
+
+    async with anyio.create_task_group() as group:
+        for n in range(75):
+            group.start_soon(request, limiters[n % 3])
+    assert requests_per_second(sent, trim=0.0) == pytest.approx(rate, rel=0.1)
