@@ -7,11 +7,12 @@ rate token, so politeness holds under faults too. aiohttp errors are translated 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import aiohttp
 import anyio
@@ -33,6 +34,8 @@ from crawler.store import PartWriter, StoredFile
 
 log = structlog.get_logger("crawler.client")
 
+T = TypeVar("T")
+
 CHUNK = 64 * 1024
 USER_AGENT = f"allen-mirror/{__version__} (+https://github.com/allen-mirror/allen-mirror)"
 
@@ -51,6 +54,21 @@ class Fetched:
     stored: StoredFile
     http_status: int
     attempts: int
+
+
+class _GaveUp(Exception):
+    """The retry policy gave up on a request: the last error and the attempts made."""
+
+    def __init__(self, error: RemoteError, attempts: int) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.attempts = attempts
+
+
+def first_backoff(settings: Settings) -> float:
+    """The wait before the first retry: the initial backoff plus jitter, capped."""
+    jitter = random.uniform(0, settings.retry_wait_initial)
+    return min(settings.retry_wait_max, settings.retry_wait_initial + jitter)
 
 
 class DownloadFailed(Exception):
@@ -105,7 +123,7 @@ class ApiClient:
     ) -> None:
         self.settings = settings
         self.session = session
-        self.slots = anyio.CapacityLimiter(settings.concurrency)
+        self.slots = anyio.Semaphore(settings.concurrency, fast_acquire=True)
         # A shared limiter (several workers on one Postgres manifest) replaces the local one.
         self.rate: RateLimiter | None = limiter or make_rate_limiter(settings.rate)
         self.requests = 0
@@ -143,25 +161,47 @@ class ApiClient:
             self.requests += 1
             yield
 
-    def _retrying(self) -> stamina._core._RetryContextIterator:
+    async def _attempts(self, once: Callable[[], Awaitable[T]]) -> tuple[T, int]:
+        """Run ``once`` under the retry policy; returns its result and the attempts it took.
+
+        The first attempt runs bare: most requests succeed at once, and entering stamina's
+        machinery for each of them costs a tenth of the event loop's time. Only a failure the
+        policy calls retryable enters the retry loop. Gives up by raising _GaveUp.
+        """
         s = self.settings
-        return stamina.retry_context(
-            on=lambda exc: classify(exc, retry_after_max=s.retry_after_max),
-            attempts=s.retries + 1,
-            timeout=s.retry_deadline or None,
-            wait_initial=s.retry_wait_initial,
-            wait_max=s.retry_wait_max,
-            wait_jitter=s.retry_wait_initial,
-        )
+        try:
+            return await once(), 1
+        except RemoteError as exc:
+            decision = classify(exc, retry_after_max=s.retry_after_max)
+            if decision is False or s.retries == 0:
+                raise _GaveUp(exc, 1) from exc
+            first_wait = decision if not isinstance(decision, bool) else first_backoff(s)
+        await anyio.sleep(first_wait)
+        attempts = 1
+        try:
+            async for attempt in stamina.retry_context(
+                on=lambda exc: classify(exc, retry_after_max=s.retry_after_max),
+                attempts=s.retries,
+                timeout=s.retry_deadline or None,
+                wait_initial=s.retry_wait_initial * 2,  # the first backoff already happened
+                wait_max=s.retry_wait_max,
+                wait_jitter=s.retry_wait_initial,
+            ):
+                with attempt:
+                    attempts += 1
+                    self.retries += 1
+                    return await once(), attempts
+        except RemoteError as exc:
+            raise _GaveUp(exc, attempts) from exc
+        raise AssertionError("unreachable: stamina raises when it gives up")
 
     async def get_page(self, url: str) -> rma.Page:
         """One RMA page, retried until it parses or the policy gives up (then it raises)."""
-        async for attempt in self._retrying():
-            with attempt:
-                if attempt.num > 1:
-                    self.retries += 1
-                return await self._get_page_once(url)
-        raise AssertionError("unreachable: stamina raises when it gives up")
+        try:
+            page, _ = await self._attempts(lambda: self._get_page_once(url))
+        except _GaveUp as gave_up:
+            raise gave_up.error from gave_up.error.__cause__
+        return page
 
     async def _get_page_once(self, url: str) -> rma.Page:
         try:
@@ -189,19 +229,13 @@ class ApiClient:
 
         StorageError is not retried: a full or read-only disk is the run's problem, not the item's.
         """
-        attempts = 0
         try:
-            async for attempt in self._retrying():
-                with attempt:
-                    attempts += 1
-                    if attempts > 1:
-                        self.retries += 1
-                        log.debug("retry", url=url, attempt=attempts)
-                    stored, status = await self._download_once(url, dest, check, image=image)
-                    return Fetched(stored=stored, http_status=status, attempts=attempts)
-        except RemoteError as exc:
-            raise DownloadFailed(exc, attempts) from exc
-        raise AssertionError("unreachable: stamina raises when it gives up")
+            (stored, status), attempts = await self._attempts(
+                lambda: self._download_once(url, dest, check, image=image)
+            )
+        except _GaveUp as gave_up:
+            raise DownloadFailed(gave_up.error, gave_up.attempts) from gave_up.error
+        return Fetched(stored=stored, http_status=status, attempts=attempts)
 
     async def _download_once(
         self, url: str, dest: Path, check: BodyCheck, *, image: bool

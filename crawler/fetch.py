@@ -24,6 +24,7 @@ from pathlib import Path
 import anyio
 import structlog
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from crawler import kinds
 from crawler.client import ApiClient, DownloadFailed
@@ -170,7 +171,7 @@ class Pool:
             last_requests, last_time = self.client.requests, now
             await workers.beat(self.manifest, self.owner, self._beat(rate))
 
-    async def _claim(self, send: ObjectSendStream[Claimed]) -> None:
+    async def _claim(self, send: MemoryObjectSendStream[Claimed]) -> None:
         async with send:
             while not self.stop.requested:
                 self.planned = anyio.Event()
@@ -191,9 +192,14 @@ class Pool:
                     if self.stop.requested:
                         return
                     try:
-                        await send.send(item)
+                        send.send_nowait(item)  # the common case: the buffer has room
+                    except anyio.WouldBlock:
+                        try:
+                            await send.send(item)
+                        except anyio.BrokenResourceError:
+                            return  # every worker has stopped
                     except anyio.BrokenResourceError:
-                        return  # every worker has stopped
+                        return
 
     async def _idle_wait(self) -> float | None:
         """Nothing to claim: how long to wait before trying again, or None to leave.
@@ -219,7 +225,7 @@ class Pool:
     async def _fetch(self, item: Claimed) -> Outcome:
         return await fetch_item(self.client, self.settings.out, item)
 
-    async def _record(self, receive: ObjectReceiveStream[Outcome]) -> None:
+    async def _record(self, receive: MemoryObjectReceiveStream[Outcome]) -> None:
         pending: list[Outcome] = []
         flush_every = self.settings.manifest_flush_seconds
         deadline = time.monotonic() + flush_every
@@ -235,6 +241,14 @@ class Pool:
                     if outcome is not None:
                         pending.append(outcome)
                         self._count(outcome)
+                        # Take whatever else is ready without another timed wait.
+                        while len(pending) < self.settings.manifest_batch:
+                            try:
+                                ready = receive.receive_nowait()
+                            except (anyio.WouldBlock, anyio.EndOfStream):
+                                break
+                            pending.append(ready)
+                            self._count(ready)
                     if len(pending) >= self.settings.manifest_batch or (
                         time.monotonic() >= deadline
                     ):

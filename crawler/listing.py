@@ -88,8 +88,11 @@ async def write_ls(manifest: Manifest, status: str | None, fmt: str, stream: Tex
 
 async def status_document(manifest: Manifest) -> dict[str, Any]:
     """Counts per status and per data set, and bytes of done files."""
-    totals = await manifest.tallies()
     per_data_set = await manifest.tallies_by_data_set()
+    totals: dict[str, Tally] = {}
+    for (_, status), tally in per_data_set.items():  # one scan serves both views
+        seen = totals.get(status, Tally())
+        totals[status] = Tally(items=seen.items + tally.items, bytes=seen.bytes + tally.bytes)
     holders = await manifest.holders()
     live = await workers.live(manifest)
     data_sets: dict[str, dict[str, int]] = {}

@@ -336,7 +336,8 @@ class _Planner:
         def write() -> None:
             for image in images:
                 for path, document in plan.tile_indexes(root, image, renderings, options):
-                    write_atomic(out / path, json.dumps(document, indent=1).encode(), fsync=fsync)
+                    data = json.dumps(document, separators=(",", ":")).encode()
+                    write_atomic(out / path, data, fsync=fsync)
 
         await anyio.to_thread.run_sync(write)
 

@@ -219,23 +219,33 @@ def atlas_renderings(atlas_id: int, options: PlanOptions) -> list[Rendering]:
     return renderings
 
 
+def ref_parts(rendering: Rendering, image_id: int, options: PlanOptions) -> tuple[str, str]:
+    """The parts of a download URL before and after a tile's region parameters.
+
+    Computed once per image and rendering, so a million tile refs cost an f-string each.
+    """
+    head: list[tuple[str, str | int]] = [*rendering.params, ("downsample", options.downsample)]
+    tail: list[tuple[str, str | int]] = []
+    if options.quality is not None:
+        tail.append(("quality", options.quality))
+    if rendering.window is not None:
+        tail.append(("range", ",".join(str(v) for v in rendering.window)))
+    before = f"/api/v2/{rendering.service}/{int(image_id)}?{urlencode(head, safe=',')}"
+    after = f"&{urlencode(tail, safe=',')}" if tail else ""
+    return before, after
+
+
+def tile_params(tile: Tile) -> str:
+    """A tile's region: origin in full-resolution pixels, size in tier pixels."""
+    return f"&left={tile.left}&top={tile.top}&width={tile.width}&height={tile.height}"
+
+
 def image_ref(
     rendering: Rendering, image_id: int, options: PlanOptions, tile: Tile | None = None
 ) -> str:
     """The download URL (relative): view, tier, tile region, quality, colour window."""
-    params: list[tuple[str, str | int]] = [*rendering.params, ("downsample", options.downsample)]
-    if tile is not None:
-        params += [
-            ("left", tile.left),
-            ("top", tile.top),
-            ("width", tile.width),
-            ("height", tile.height),
-        ]
-    if options.quality is not None:
-        params.append(("quality", options.quality))
-    if rendering.window is not None:
-        params.append(("range", ",".join(str(v) for v in rendering.window)))
-    return f"/api/v2/{rendering.service}/{int(image_id)}?{urlencode(params, safe=',')}"
+    before, after = ref_parts(rendering, image_id, options)
+    return before + (tile_params(tile) if tile is not None else "") + after
 
 
 def section_image_ref(image_id: int, options: PlanOptions, window: Window | None = None) -> str:
@@ -296,9 +306,10 @@ def plan_image(
         if options.tile:
             grid = tile_grid(image, options.downsample, options.tile)
             directory = tile_directory(root, rendering.kind, options.downsample, image)
+            before, after = ref_parts(rendering, image_id, options)
             for tile in grid.tiles():
                 yield Item(
-                    ref=image_ref(rendering, image_id, options, tile),
+                    ref=before + tile_params(tile) + after,
                     path=f"{directory}/{tile.name}",
                     kind=rendering.kind,
                     data_set_id=data_set_id,

@@ -59,10 +59,12 @@ class PartWriter:
         self.tail = b""
 
     def add(self, chunk: bytes) -> bool:
-        """Take a chunk; True when enough is buffered that the caller should ``spill()``."""
+        """Take a chunk; True when enough is buffered that the caller should ``spill()``.
+
+        Hashing happens with the write, in the worker thread, not here on the event loop.
+        """
         if not chunk:
             return False
-        self._hash.update(chunk)
         if len(self.head) < 16:
             self.head = (self.head + chunk)[:16]
         self.tail = (self.tail + chunk)[-16:]
@@ -76,6 +78,7 @@ class PartWriter:
             self.part.parent.mkdir(parents=True, exist_ok=True)
             self._file = os.open(self.part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         data = b"".join(self._chunks)
+        self._hash.update(data)
         view = memoryview(data)
         while view:
             written = os.write(self._file, view)

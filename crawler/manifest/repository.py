@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import DateTime, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from crawler.errors import ManifestError
 from crawler.manifest.models import Status, items
@@ -93,11 +93,13 @@ class Manifest:
         """Record planned items; items already known (same ref) are left as they are."""
         added = 0
         now = utcnow()
-        statement = self._insert().on_conflict_do_nothing(index_elements=["ref"])
+        # RETURNING lists only the rows really inserted: no count(*) over a growing table.
+        statement = (
+            self._insert().on_conflict_do_nothing(index_elements=["ref"]).returning(items.c.id)
+        )
         batch: list[dict[str, Any]] = []
         try:
             async with self.engine.begin() as connection:
-                before = await self._count(connection)
                 for item in planned:
                     batch.append(
                         {
@@ -114,18 +116,13 @@ class Manifest:
                         }
                     )
                     if len(batch) >= INSERT_CHUNK:
-                        await connection.execute(statement, batch)
+                        added += len((await connection.execute(statement, batch)).all())
                         batch = []
                 if batch:
-                    await connection.execute(statement, batch)
-                added = await self._count(connection) - before
+                    added += len((await connection.execute(statement, batch)).all())
         except (SQLAlchemyError, OSError) as exc:
             raise ManifestError(f"manifest write failed: {getattr(exc, 'orig', exc)}") from exc
         return added
-
-    @staticmethod
-    async def _count(connection: AsyncConnection) -> int:
-        return int((await connection.execute(select(func.count()).select_from(items))).scalar_one())
 
     async def reopen(self, *, exclusive: bool) -> int:
         """Start a run: failed items get another chance, stale claims are released.
