@@ -9,7 +9,8 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,9 @@ from sqlalchemy import update
 from crawler import plan, seed
 from crawler.client import ApiClient
 from crawler.config import Settings
-from crawler.errors import StorageError, UsageError
+from crawler.errors import LockedError, StorageError, UsageError
 from crawler.fetch import Pool, Stop, images_per_second, watch_signals
+from crawler.listing import check_manifest_exists
 from crawler.lock import OutputLock
 from crawler.manifest import Manifest, Status, open_manifest
 from crawler.manifest.database import is_sqlite
@@ -117,6 +119,15 @@ class RunReport:
             return 128 + self.interrupted_by
         unrepaired = self.missing + self.corrupt - self.repaired
         return 1 if self.failed or unrepaired > 0 else 0
+
+    def absorb(self, pool: Pool, client: ApiClient) -> None:
+        """Take over what a fetch pool and its client did."""
+        self.done = pool.stats.done
+        self.failed = pool.stats.failed
+        self.bytes = pool.stats.bytes
+        self.failures = pool.stats.failures
+        self.requests = client.requests
+        self.retries = client.retries
 
     def counts(self) -> dict[str, int]:
         """The counts a report and the runs table keep."""
@@ -399,27 +410,54 @@ async def recheck_done_files(manifest: Manifest, out: Path) -> tuple[int, int]:
     return intact, reopened
 
 
+@asynccontextmanager
+async def manifest_session(
+    settings: Settings,
+    command: str,
+    *,
+    must_exist: bool = False,
+    locked_hint: str | None = None,
+) -> AsyncIterator[Manifest]:
+    """A run's manifest: OUT checked, the output lock held for SQLite, closed whatever happens.
+
+    ``must_exist`` is for commands that read or finish a mirror and must not create one;
+    ``locked_hint`` is added to the refusal when another run holds the lock.
+    """
+    check_output_dir(settings.out)
+    lock = OutputLock(settings.out, command) if is_sqlite(settings.manifest_url) else None
+    if lock is not None:
+        if must_exist:
+            check_manifest_exists(settings.manifest_url)
+        try:
+            lock.acquire()
+        except LockedError as exc:
+            if locked_hint is None:
+                raise
+            raise LockedError(f"{exc}; {locked_hint}") from None
+    try:
+        manifest = await open_manifest(settings.manifest_url)
+        try:
+            yield manifest
+        finally:
+            with anyio.CancelScope(shield=True):
+                await manifest.close()
+    finally:
+        if lock is not None:
+            lock.release()
+
+
 async def run_plan(settings: Settings, selection: Selection) -> RunReport:
     """Enumerate and record pending items without downloading anything."""
     report = RunReport(command="plan")
     started = time.monotonic()
-    check_output_dir(settings.out)
-    lock = OutputLock(settings.out, "plan") if is_sqlite(settings.manifest_url) else None
-    if lock:
-        lock.acquire()
-    try:
-        manifest = await open_manifest(settings.manifest_url)
-        try:
-            async with ApiClient.open(settings, limiter_for(settings, manifest)) as client:
-                planner = _Planner(settings, manifest, client, report)
-                await planner.plan_all(await planner.records(selection))
-                report.requests = client.requests
-                report.retries = client.retries
-        finally:
-            await manifest.close()
-    finally:
-        if lock:
-            lock.release()
+    async with (
+        manifest_session(settings, "plan") as manifest,
+        ApiClient.open(settings, limiter_for(settings, manifest)) as client,
+    ):
+        planner = _Planner(settings, manifest, client, report)
+        await planner.plan_all(await planner.records(selection))
+        report.requests = client.requests
+        report.retries = client.retries
     report.seconds = time.monotonic() - started
     return report
 
@@ -445,38 +483,28 @@ async def run_mirror(
     report = RunReport(command=command)
     started_wall = time.time()
     started = time.monotonic()
-    check_output_dir(settings.out)
     exclusive = is_sqlite(settings.manifest_url)
-    lock = OutputLock(settings.out, command) if exclusive else None
-    if lock:
-        lock.acquire()
     stop = Stop()
-    try:
-        manifest = await open_manifest(settings.manifest_url)
+    async with (
+        manifest_session(settings, command) as manifest,
+        recorded_run(manifest, settings, selection.describe(), report, report_file),
+    ):
         try:
-            async with recorded_run(manifest, settings, selection.describe(), report, report_file):
-                try:
-                    await manifest.reopen(exclusive=exclusive)
-                    report.already_done, report.reverified = await recheck_done_files(
-                        manifest, settings.out
-                    )
-                    if exclusive:
-                        report.parts_removed = await anyio.to_thread.run_sync(
-                            sweep_parts, settings.out, started_wall
-                        )
-                    await _mirror(settings, selection, manifest, report, stop, before_fetch)
-                    if after_fetch is not None:
-                        with anyio.CancelScope(shield=True):
-                            await after_fetch(manifest, report)
-                finally:
-                    report.seconds = time.monotonic() - started
-                    report.interrupted_by = stop.signal
+            await manifest.reopen(exclusive=exclusive)
+            report.already_done, report.reverified = await recheck_done_files(
+                manifest, settings.out
+            )
+            if exclusive:
+                report.parts_removed = await anyio.to_thread.run_sync(
+                    sweep_parts, settings.out, started_wall
+                )
+            await _mirror(settings, selection, manifest, report, stop, before_fetch)
+            if after_fetch is not None:
+                with anyio.CancelScope(shield=True):
+                    await after_fetch(manifest, report)
         finally:
-            with anyio.CancelScope(shield=True):
-                await manifest.close()
-    finally:
-        if lock:
-            lock.release()
+            report.seconds = time.monotonic() - started
+            report.interrupted_by = stop.signal
     return report
 
 
@@ -540,12 +568,7 @@ async def _mirror(
                     if not stop.requested:
                         await pool.run()
             outer.cancel_scope.cancel()
-        report.done = pool.stats.done
-        report.failed = pool.stats.failed
-        report.bytes = pool.stats.bytes
-        report.failures = pool.stats.failures
-        report.requests = client.requests
-        report.retries = client.retries
+        report.absorb(pool, client)
 
 
 __all__ = ["RunReport", "Selection", "StorageError", "run_mirror", "run_plan"]

@@ -140,6 +140,8 @@ def is_connectivity(record: Mapping[str, Any]) -> bool | None:
 def equalization_window(record: Mapping[str, Any]) -> Window | None:
     """The data set's Equalization as a ``range`` window, when it has a usable one."""
     equalization = record.get("equalization")
+    if isinstance(equalization, list) and equalization:  # a has_one some servers send as a list
+        equalization = equalization[0]
     if not isinstance(equalization, Mapping):
         return None
     try:

@@ -19,12 +19,10 @@ from sqlalchemy import bindparam, update
 from crawler.client import ApiClient
 from crawler.config import Settings
 from crawler.fetch import fetch_item
-from crawler.lock import OutputLock
 from crawler.manifest import Manifest, Status
-from crawler.manifest.database import is_sqlite
 from crawler.manifest.models import items
 from crawler.manifest.repository import Claimed, Outcome, Tally
-from crawler.pipeline import VERIFY_FLAG, RunReport, check_output_dir
+from crawler.pipeline import VERIFY_FLAG, RunReport, manifest_session
 from crawler.progress import RunProgress
 from crawler.reports import recorded_run
 
@@ -139,30 +137,18 @@ async def run_verify(
     settings: Settings, *, repair_files: bool = False, report_file: Path | None = None
 ) -> RunReport:
     """Verify (and optionally repair) every done file of the mirror."""
-    from crawler.listing import open_existing
-
     report = RunReport(command="verify")
     started = time.monotonic()
-    check_output_dir(settings.out)
-    lock = OutputLock(settings.out, "verify") if is_sqlite(settings.manifest_url) else None
-    if lock:
-        lock.acquire()
-    try:
-        manifest = await open_existing(settings.manifest_url)
-        try:
-            async with recorded_run(manifest, settings, {}, report, report_file):
-                with RunProgress(settings.progress, "verify") as progress:
-                    tallies = await manifest.tallies()
-                    progress.set_total(tallies.get(Status.DONE.value, Tally()).items)
-                    problems = await find_problems(manifest, settings.out, report, progress)
-                await flag_problems(manifest, problems)
-                if repair_files and problems:
-                    await repair(settings, manifest, problems, report)
-                report.seconds = time.monotonic() - started
-        finally:
-            with anyio.CancelScope(shield=True):
-                await manifest.close()
-    finally:
-        if lock:
-            lock.release()
+    async with (
+        manifest_session(settings, "verify", must_exist=True) as manifest,
+        recorded_run(manifest, settings, {}, report, report_file),
+    ):
+        with RunProgress(settings.progress, "verify") as progress:
+            tallies = await manifest.tallies()
+            progress.set_total(tallies.get(Status.DONE.value, Tally()).items)
+            problems = await find_problems(manifest, settings.out, report, progress)
+        await flag_problems(manifest, problems)
+        if repair_files and problems:
+            await repair(settings, manifest, problems, report)
+        report.seconds = time.monotonic() - started
     return report

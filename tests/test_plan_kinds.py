@@ -293,3 +293,9 @@ def test_zipfile_agrees_with_the_check() -> None:
         archive.writestr("a.txt", "hello")
     body = buffer.getvalue()
     validate.check_zip(body[:16], body[-16:], len(body), url="u")
+
+
+def test_equalization_sent_as_a_one_element_list_is_understood() -> None:
+    as_list = {**CONNECTIVITY, "equalization": [CONNECTIVITY["equalization"]]}
+    context = plan.data_set_context(as_list, PlanOptions(range="auto"))
+    assert context.window == (0, 923, 0, 987, 0, 4095)
