@@ -129,6 +129,17 @@ async def count_changes(manifest: Manifest) -> tuple[int, int]:
     return int(changed), int(unchanged)
 
 
+async def count_done(manifest: Manifest, data_set_ids: list[int]) -> int:
+    """Done items of the given data sets."""
+    async with manifest.engine.connect() as connection:
+        result = await connection.execute(
+            select(func.count()).where(
+                items.c.status == Status.DONE.value, items.c.data_set_id.in_(data_set_ids)
+            )
+        )
+    return int(result.scalar_one())
+
+
 async def run_sync(
     settings: Settings,
     selection: Selection,
@@ -152,7 +163,8 @@ async def run_sync(
         if recheck:
             report.changed, report.unchanged = await count_changes(manifest)
         else:
-            report.unchanged = report.already_done
+            # done now = kept as they were + downloaded by this run
+            report.unchanged = await count_done(manifest, sorted(report.listed)) - report.done
 
     return await run_mirror(
         settings,
