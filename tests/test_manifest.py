@@ -108,3 +108,33 @@ async def test_expired_leases_are_claimable(manifest: Manifest) -> None:
 )
 def test_manifest_urls_map_to_async_drivers(url: str, expected: str) -> None:
     assert async_url(url) == expected
+
+
+class _Orig(Exception):
+    def __init__(self, text: str, sqlstate: str | None = None) -> None:
+        super().__init__(text)
+        self.sqlstate = sqlstate
+
+
+class _Wrapped(Exception):
+    def __init__(self, orig: Exception) -> None:
+        super().__init__(str(orig))
+        self.orig = orig
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (_Wrapped(_Orig("deadlock detected", "40P01")), True),
+        (_Wrapped(_Orig("could not serialize access", "40001")), True),
+        (_Wrapped(_Orig("something", "40P01")), True),
+        (_Wrapped(_Orig("relation items does not exist", "42P01")), False),
+        (OSError("disk I/O error"), False),
+    ],
+)
+def test_only_deadlocks_and_serialization_failures_are_run_again(
+    error: Exception, transient: bool
+) -> None:
+    from crawler.manifest.repository import is_transient
+
+    assert is_transient(error) is transient

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import anyio
 from sqlalchemy import DateTime, and_, bindparam, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,6 +23,22 @@ from crawler.errors import ManifestError
 from crawler.manifest.models import Status, items
 from crawler.plan import Item
 from crawler.retry import utcnow
+
+WRITE_ATTEMPTS = 4
+# Postgres aborts one of two transactions that wait on each other (40P01) or cannot be
+# serialized (40001); running the loser again is the documented remedy.
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A write that failed only because of a concurrent one, and may simply be run again."""
+    original = getattr(exc, "orig", None)
+    code = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
+    text = str(original or exc).lower()
+    return (
+        code in TRANSIENT_SQLSTATES or "deadlock detected" in text or "could not serialize" in text
+    )
+
 
 INSERT_CHUNK = 2000
 
@@ -79,11 +96,17 @@ class Manifest:
         return utcnow()
 
     async def _write(self, statement: Any, params: Any = None) -> Any:
-        try:
-            async with self.engine.begin() as connection:
-                return await connection.execute(statement, params)
-        except (SQLAlchemyError, OSError) as exc:
-            raise ManifestError(f"manifest write failed: {getattr(exc, 'orig', exc)}") from exc
+        """One statement in its own transaction; a deadlock victim is simply run again."""
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                async with self.engine.begin() as connection:
+                    return await connection.execute(statement, params)
+            except (SQLAlchemyError, OSError) as exc:
+                if attempt < WRITE_ATTEMPTS and is_transient(exc):
+                    await anyio.sleep(0.05 * attempt)
+                    continue
+                raise ManifestError(f"manifest write failed: {getattr(exc, 'orig', exc)}") from exc
+        raise AssertionError("unreachable")
 
     def _insert(self) -> Any:
         module: Any = postgresql if self.dialect == "postgresql" else sqlite
@@ -223,9 +246,18 @@ class Manifest:
             return int(result.rowcount or 0)
         renewed = 0
         for start in range(0, len(ids), 500):
+            # Rows a concurrent record() holds are being settled: skip them rather than wait,
+            # so renewing and recording never lock the same rows in opposite orders.
+            mine = (
+                select(items.c.id)
+                .where(condition, items.c.id.in_(ids[start : start + 500]))
+                .order_by(items.c.id)
+            )
+            if self.dialect == "postgresql":
+                mine = mine.with_for_update(skip_locked=True)
             result = await self._write(
                 update(items)
-                .where(condition, items.c.id.in_(ids[start : start + 500]))
+                .where(items.c.id.in_(mine.scalar_subquery()))
                 .values(lease_until=self.now() + lease)
             )
             renewed += int(result.rowcount or 0)
@@ -277,6 +309,7 @@ class Manifest:
         """Write a batch of results in one transaction."""
         if not outcomes:
             return
+        outcomes = sorted(outcomes, key=lambda o: o.id)  # one lock order for every writer
         now = utcnow()
         statement = (
             update(items)
