@@ -21,15 +21,16 @@ import structlog
 from crawler import logs
 from crawler.config import Settings, load_settings
 from crawler.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
     AllenMirrorError,
-    LockedError,
-    ManifestError,
     RemoteError,
-    StorageError,
     UsageError,
+    exit_code_for,
+    first_error,
 )
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
 MAX_LISTED_FAILURES = 50
 
 T = TypeVar("T")
@@ -573,27 +574,6 @@ def simulate(port: int, host: str, latency_ms: float, fault_rate: float, seed: i
     run_simulator(port=port, host=host, latency_ms=latency_ms, fault_rate=fault_rate, seed=seed)
 
 
-def _first_error(exc: BaseException) -> BaseException:
-    """Task groups wrap errors in groups; the user wants the one that mattered."""
-    while isinstance(exc, BaseExceptionGroup):
-        chosen = next(
-            (e for e in exc.exceptions if isinstance(e, AllenMirrorError)), exc.exceptions[0]
-        )
-        exc = chosen
-    return exc
-
-
-def exit_code_for(exc: BaseException) -> int:
-    """The one place errors become exit codes."""
-    if isinstance(exc, UsageError):
-        return EXIT_USAGE
-    if isinstance(exc, LockedError):
-        return EXIT_LOCKED
-    if isinstance(exc, RemoteError | StorageError | ManifestError | AllenMirrorError):
-        return EXIT_FAILED
-    return EXIT_FAILED
-
-
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, RemoteError):
         where = f" ({exc.url})" if exc.url else ""
@@ -622,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("allen-mirror: interrupted\n")
         return 128 + signal.SIGINT
     except BaseException as raised:
-        error = _first_error(raised)
+        error = first_error(raised)
         if isinstance(error, SystemExit):
             return int(error.code or 0) if isinstance(error.code, int) else EXIT_FAILED
         if isinstance(error, KeyboardInterrupt):

@@ -72,3 +72,24 @@ class StorageError(AllenMirrorError):
 
 class ManifestError(AllenMirrorError):
     """The manifest database cannot be opened, migrated or written."""
+
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_LOCKED = 0, 1, 2, 3
+
+
+def first_error(exc: BaseException) -> BaseException:
+    """Task groups wrap errors in groups; the one that mattered is ours, else the first."""
+    while isinstance(exc, BaseExceptionGroup):
+        exc = next(
+            (e for e in exc.exceptions if isinstance(e, AllenMirrorError)), exc.exceptions[0]
+        )
+    return exc
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The one place errors become exit codes (the CLI and the run reports both ask here)."""
+    if isinstance(exc, UsageError):
+        return EXIT_USAGE
+    if isinstance(exc, LockedError):
+        return EXIT_LOCKED
+    return EXIT_FAILED

@@ -19,7 +19,7 @@ import anyio
 import structlog
 
 from crawler.config import Settings
-from crawler.errors import AllenMirrorError
+from crawler.errors import AllenMirrorError, exit_code_for, first_error
 from crawler.manifest.database import safe_url
 from crawler.manifest.repository import Manifest
 from crawler.manifest.runs import finish_run, start_run
@@ -94,17 +94,6 @@ def report_document(
     }
 
 
-def exit_code_for_error(error: BaseException) -> int:
-    """The exit code an error will end the process with (mirrors cli.exit_code_for)."""
-    from crawler.errors import LockedError, UsageError
-
-    if isinstance(error, UsageError):
-        return 2
-    if isinstance(error, LockedError):
-        return 3
-    return 1
-
-
 @asynccontextmanager
 async def recorded_run(
     manifest: Manifest,
@@ -127,12 +116,12 @@ async def recorded_run(
         with anyio.CancelScope(shield=True):
             if not report.seconds:
                 report.seconds = time.monotonic() - started_clock
-            problem = _root(error) if error is not None else None
+            problem = first_error(error) if error is not None else None
             cancelled = problem is not None and not isinstance(problem, Exception)
             if cancelled:
                 problem = None
             outcome = outcome_of(report, problem)
-            exit_code = exit_code_for_error(problem) if problem is not None else report.exit_code
+            exit_code = exit_code_for(problem) if problem is not None else report.exit_code
             path = report_file or default_report_path(settings.out, report.command, started)
             document = report_document(
                 report,
@@ -166,10 +155,3 @@ async def recorded_run(
                 )
             except AllenMirrorError as exc:
                 log.warning("run.not_recorded", error=str(exc))
-
-
-def _root(error: BaseException) -> BaseException:
-    while isinstance(error, BaseExceptionGroup):
-        chosen = next((e for e in error.exceptions if isinstance(e, AllenMirrorError)), None)
-        error = chosen if chosen is not None else error.exceptions[0]
-    return error
