@@ -21,6 +21,7 @@ import structlog
 from aiolimiter import AsyncLimiter
 
 from crawler import __version__, rma, validate
+from crawler.commit import Committer
 from crawler.config import Settings
 from crawler.errors import (
     HTTPStatusError,
@@ -126,6 +127,7 @@ class ApiClient:
         self.slots = anyio.Semaphore(settings.concurrency, fast_acquire=True)
         # A shared limiter (several workers on one Postgres manifest) replaces the local one.
         self.rate: RateLimiter | None = limiter or make_rate_limiter(settings.rate)
+        self.committer = Committer()
         self.requests = 0
         self.retries = 0
 
@@ -150,7 +152,11 @@ class ApiClient:
             headers={"User-Agent": USER_AGENT},
             raise_for_status=False,
         ) as session:
-            yield cls(settings, session, limiter)
+            client = cls(settings, session, limiter)
+            try:
+                yield client
+            finally:
+                client.committer.close()
 
     @asynccontextmanager
     async def _turn(self) -> AsyncIterator[None]:
@@ -260,7 +266,7 @@ class ApiClient:
             except (TimeoutError, aiohttp.ClientError) as exc:
                 raise _translate(exc, url) from exc
             check(writer, url)
-            return await writer.commit(), status
+            return await self.committer.commit(writer), status
         except BaseException:
             await writer.discard()
             raise

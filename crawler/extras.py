@@ -68,7 +68,7 @@ async def fetch_unionizes(client: ApiClient, data_set_id: int, dest: Path) -> Fe
     writer = PartWriter(dest, fsync=settings.fsync)
     try:
         writer.add(body)
-        stored = await writer.commit()
+        stored = await client.committer.commit(writer)
     except BaseException:
         await writer.discard()
         raise

@@ -1,7 +1,8 @@
-"""Storing a body: hash while receiving, write to ``<dest>.part``, fsync, then ``os.replace``.
+"""Storing a body: buffer while receiving, write to ``<dest>.part``, fsync, then ``os.replace``.
 
 A file appears under its final name only complete and flushed; the manifest is told last.
-Blocking file work runs in a worker thread so the event loop keeps serving other downloads.
+Blocking file work runs off the event loop: large bodies spill to disk as they arrive, and the
+final write, fsync and rename run in a commit thread (crawler/commit.py).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def part_path(dest: Path) -> Path:
     return dest.with_name(dest.name + PART_SUFFIX)
 
 
-def _storage_error(exc: OSError, path: Path) -> StorageError:
+def storage_error(exc: OSError, path: Path) -> StorageError:
     """One clear line for a disk problem."""
     if exc.errno == errno.ENOSPC:
         return StorageError(f"disk full writing {path}")
@@ -57,6 +58,7 @@ class PartWriter:
         self.size = 0
         self.head = b""
         self.tail = b""
+        self.handed_off = False  # a committer owns the file now: discard() leaves it alone
 
     def add(self, chunk: bytes) -> bool:
         """Take a chunk; True when enough is buffered that the caller should ``spill()``.
@@ -75,8 +77,12 @@ class PartWriter:
 
     def _write_buffer(self) -> None:
         if self._file is None:
-            self.part.parent.mkdir(parents=True, exist_ok=True)
-            self._file = os.open(self.part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+            try:
+                self._file = os.open(self.part, flags, 0o644)
+            except FileNotFoundError:  # first file of its directory: one mkdir, not one per file
+                self.part.parent.mkdir(parents=True, exist_ok=True)
+                self._file = os.open(self.part, flags, 0o644)
         data = b"".join(self._chunks)
         self._hash.update(data)
         view = memoryview(data)
@@ -91,9 +97,10 @@ class PartWriter:
         try:
             await anyio.to_thread.run_sync(self._write_buffer)
         except OSError as exc:
-            raise _storage_error(exc, self.part) from exc
+            raise storage_error(exc, self.part) from exc
 
-    def _commit(self) -> None:
+    def store(self) -> StoredFile:
+        """Blocking: the rest of the body, fsync, close, rename into place; only then done."""
         self._write_buffer()
         assert self._file is not None
         try:
@@ -103,15 +110,13 @@ class PartWriter:
             os.close(self._file)
             self._file = None
         os.replace(self.part, self.dest)
-
-    async def commit(self) -> StoredFile:
-        """Flush, fsync and rename into place; only after this may the manifest say done."""
-        try:
-            await anyio.to_thread.run_sync(self._commit)
-        except OSError as exc:
-            await self.discard()
-            raise _storage_error(exc, self.dest) from exc
         return StoredFile(size=self.size, sha256=self._hash.hexdigest())
+
+    def abandon(self) -> None:
+        """Blocking: close and remove the partial file (a stale .part is swept next run)."""
+        self._chunks.clear()
+        with contextlib.suppress(OSError):
+            self._discard()
 
     def _discard(self) -> None:
         if self._file is not None:
@@ -121,7 +126,11 @@ class PartWriter:
 
     async def discard(self) -> None:
         """Drop the partial file; shielded so a cancelled download still cleans up."""
+        if self.handed_off:
+            return  # the committer finishes or removes it
         self._chunks.clear()
+        if self._file is None:
+            return  # nothing reached the disk yet
         with anyio.CancelScope(shield=True):
             with contextlib.suppress(OSError):  # a stale .part is swept by the next run
                 await anyio.to_thread.run_sync(self._discard)
@@ -140,7 +149,7 @@ def write_atomic(dest: Path, data: bytes, *, fsync: bool = True) -> None:
         os.replace(part, dest)
     except OSError as exc:
         part.unlink(missing_ok=True)
-        raise _storage_error(exc, dest) from exc
+        raise storage_error(exc, dest) from exc
 
 
 def sweep_parts(root: Path, older_than: float) -> int:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from crawler.manifest import Manifest, Status, open_manifest
-from crawler.manifest.database import async_url
+from crawler.manifest.database import SCHEMA_HEAD, async_url, head_revision
 from crawler.manifest.repository import Outcome
 from crawler.plan import Item
 
@@ -41,8 +43,36 @@ async def test_schema_comes_from_alembic(tmp_path: Path, manifest: Manifest) -> 
     version = connection.execute("select version_num from alembic_version").fetchone()
     journal = connection.execute("pragma journal_mode").fetchone()
     connection.close()
-    assert version is not None
+    assert version == (SCHEMA_HEAD,)
     assert journal == ("wal",)
+
+
+def test_schema_head_is_the_newest_migration() -> None:
+    assert head_revision() == SCHEMA_HEAD
+
+
+OPEN_TWICE = """
+import sys, anyio
+from crawler.manifest import open_manifest
+
+async def main(url):
+    manifest = await open_manifest(url)
+    await manifest.close()
+
+anyio.run(main, sys.argv[1])
+print("alembic" in sys.modules)
+"""
+
+
+def test_a_current_manifest_opens_without_importing_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'fresh.sqlite'}"
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", OPEN_TWICE, url], capture_output=True, text=True, check=True
+        ).stdout.split()
+        for _ in range(2)
+    ]
+    assert runs == [["True"], ["False"]]  # migrated once, then only the stamp is read
 
 
 async def test_planning_is_idempotent_on_the_url(manifest: Manifest) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from crawler.commit import Committer
 from crawler.manifest.models import Status
 from crawler.manifest.repository import Manifest, Outcome
 from crawler.store import PartWriter, part_path
@@ -28,7 +29,11 @@ async def test_part_writer_fsyncs_before_rename(
     writer.add(b"\xff\xd8" + b"x" * 100)
     writer.add(b"\xff\xd9")
     assert not dest.exists()
-    stored = await writer.commit()
+    committer = Committer()
+    try:
+        stored = await committer.commit(writer)
+    finally:
+        committer.close()
     assert calls == ["fsync", "replace"]
     assert dest.read_bytes() == b"\xff\xd8" + b"x" * 100 + b"\xff\xd9"
     assert stored.sha256 == hashlib.sha256(dest.read_bytes()).hexdigest()
