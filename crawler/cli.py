@@ -7,6 +7,7 @@ Anything a user can cause ends in one line on stderr, never a traceback.
 
 from __future__ import annotations
 
+import gc
 import json
 import signal
 import sys
@@ -219,6 +220,10 @@ def _settings(config: Path | None, **flags: Any) -> Settings:
 
 
 def _run(main: Callable[[], Awaitable[T]]) -> T:
+    # Everything imported so far lives as long as the process: freezing it keeps the cyclic
+    # garbage collector from re-scanning SQLAlchemy's and aiohttp's module graphs on every
+    # full collection during a long run.
+    gc.freeze()
     return anyio.run(main, backend="asyncio")
 
 

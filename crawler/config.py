@@ -50,6 +50,7 @@ class Settings:
     manifest_batch: int = 500
     manifest_flush_seconds: float = 0.5
     fsync: bool = True
+    group_sync: bool = True  # Linux: one syncfs per batch of finished files, not one fsync each
     progress: bool = True
     log_format: str = "auto"  # auto | console | json
     log_level: str = "info"

@@ -134,7 +134,7 @@ class Pool:
                 async with anyio.create_task_group() as work:
                     work.start_soon(self._claim, claimed_send)
                     async with claimed_receive, outcome_send:
-                        for _ in range(self.settings.concurrency):
+                        for _ in range(self.settings.concurrency * int(os.environ.get("XW", "1"))):
                             work.start_soon(
                                 self._work, claimed_receive.clone(), outcome_send.clone()
                             )

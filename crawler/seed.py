@@ -184,12 +184,24 @@ async def fetch_atlas_images(
     return sorted(rows, key=lambda r: (int(r.get("section_number") or 0), int(r["id"])))
 
 
+def rows_document(head: dict[str, Any], key: str, rows: list[dict[str, Any]]) -> bytes:
+    """A JSON object whose ``key`` lists ``rows`` one per line: readable, and grep finds an id.
+
+    ``json.dumps(indent=...)`` would be as readable but runs the pure-Python encoder, about a
+    second of CPU per 5,000 images; each line here goes through the C encoder.
+    """
+    fields = [
+        f"{json.dumps(name)}: {json.dumps(value, sort_keys=True)}" for name, value in head.items()
+    ]
+    lines = ",\n".join(json.dumps(row, sort_keys=True) for row in rows)
+    return ("{" + ", ".join(fields) + f", {json.dumps(key)}: [\n{lines}\n]}}\n").encode()
+
+
 async def save_atlas_seed(
     out: Path, atlas_id: int, images: list[dict[str, Any]], *, fsync: bool
 ) -> None:
     """``OUT/atlas_<atlas id>/atlas.json``: the AtlasImage records as the API gave them."""
-    document = {"atlas_id": atlas_id, "atlas_images": images}
-    data = json.dumps(document, indent=1, sort_keys=True).encode()
+    data = rows_document({"atlas_id": atlas_id}, "atlas_images", images)
     await anyio.to_thread.run_sync(
         lambda: write_atomic(out / atlas_root(atlas_id) / "atlas.json", data, fsync=fsync)
     )
@@ -197,12 +209,8 @@ async def save_atlas_seed(
 
 async def save_seed(out: Path, seed: DataSetSeed, *, fsync: bool) -> None:
     """``OUT/<data_set_id>/dataset.json``: what the API said, for people and later syncs."""
-    document = {
-        "data_set": seed.record,
-        "equalization": seed.record.get("equalization"),
-        "section_images": seed.images,
-    }
-    data = json.dumps(document, indent=1, sort_keys=True).encode()
+    head = {"data_set": seed.record, "equalization": seed.record.get("equalization")}
+    data = rows_document(head, "section_images", seed.images)
     await anyio.to_thread.run_sync(
         lambda: write_atomic(out / str(seed.id) / "dataset.json", data, fsync=fsync)
     )

@@ -99,18 +99,44 @@ class PartWriter:
         except OSError as exc:
             raise storage_error(exc, self.part) from exc
 
-    def store(self) -> StoredFile:
-        """Blocking: the rest of the body, fsync, close, rename into place; only then done."""
+    @property
+    def wants_sync(self) -> bool:
+        """Whether this file must reach stable storage before it is renamed into place."""
+        return self._fsync
+
+    def write_rest(self) -> int:
+        """Blocking: write what is still buffered; returns the open descriptor (for syncing)."""
         self._write_buffer()
         assert self._file is not None
+        return self._file
+
+    @property
+    def fd(self) -> int:
+        """The open descriptor of the part file (after ``write_rest``)."""
+        assert self._file is not None
+        return self._file
+
+    def sync(self) -> None:
+        """Blocking: fsync this one file."""
+        assert self._file is not None
+        os.fsync(self._file)
+
+    def finish(self) -> StoredFile:
+        """Blocking: close and rename into place; only once the body is synced (or need not be)."""
+        assert self._file is not None
         try:
-            if self._fsync:
-                os.fsync(self._file)
-        finally:
             os.close(self._file)
+        finally:
             self._file = None
         os.replace(self.part, self.dest)
         return StoredFile(size=self.size, sha256=self._hash.hexdigest())
+
+    def store(self) -> StoredFile:
+        """Blocking: the rest of the body, fsync, close, rename into place; only then done."""
+        self.write_rest()
+        if self._fsync:
+            self.sync()
+        return self.finish()
 
     def abandon(self) -> None:
         """Blocking: close and remove the partial file (a stale .part is swept next run)."""

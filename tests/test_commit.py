@@ -10,6 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from crawler import commit
 from crawler.commit import Committer
 from crawler.errors import StorageError
 from crawler.store import PartWriter, part_path
@@ -99,3 +100,91 @@ async def test_a_cancelled_caller_leaves_a_whole_file_or_none(tmp_path: Path) ->
     finally:
         committer.close()
     assert dest.read_bytes() == b"y" * 10_000
+
+
+def _record_steps(monkeypatch: pytest.MonkeyPatch, syncfs_fails: bool = False) -> list[tuple]:
+    """Every write, fsync, syncfs and rename the commit threads make, in order."""
+    steps: list[tuple] = []
+    real = {name: getattr(PartWriter, name) for name in ("write_rest", "sync", "finish")}
+
+    def wrap(name: str):  # type: ignore[no-untyped-def]
+        def step(self: PartWriter):  # type: ignore[no-untyped-def]
+            result = real[name](self)
+            steps.append((name, self.dest))
+            return result
+
+        return step
+
+    for name in real:
+        monkeypatch.setattr(PartWriter, name, wrap(name))
+    real_syncfs = commit.SYNCFS
+
+    def syncfs(fd: int) -> None:
+        if syncfs_fails or real_syncfs is None:
+            raise OSError(5, "Input/output error")
+        real_syncfs(fd)
+        steps.append(("syncfs", None))
+
+    monkeypatch.setattr(commit, "SYNCFS", syncfs)
+    return steps
+
+
+def _assert_flushed_before_renamed(steps: list[tuple], dests: list[Path]) -> None:
+    for dest in dests:
+        wrote = steps.index(("write_rest", dest))
+        renamed = steps.index(("finish", dest))
+        flushes = [
+            n
+            for n, (name, target) in enumerate(steps)
+            if name == "syncfs" or (name == "sync" and target == dest)
+        ]
+        assert any(wrote < n < renamed for n in flushes), (dest, steps)
+
+
+async def _commit_many(committer: Committer, tmp_path: Path, count: int) -> list[Path]:
+    dests = [tmp_path / f"g{n % 3}" / f"{n}.jpg" for n in range(count)]
+
+    async def one(dest: Path) -> None:
+        await committer.commit(_writer(dest, dest.name.encode() * 300))
+
+    try:
+        async with anyio.create_task_group() as group:
+            for dest in dests:
+                group.start_soon(one, dest)
+    finally:
+        committer.close()
+    for dest in dests:
+        assert dest.read_bytes() == dest.name.encode() * 300
+    return dests
+
+
+@pytest.mark.skipif(commit.SYNCFS is None, reason="syncfs(2) is Linux-only")
+async def test_a_batch_is_flushed_once_per_filesystem_before_any_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps = _record_steps(monkeypatch)
+    dests = await _commit_many(Committer(threads=1), tmp_path, 60)
+    _assert_flushed_before_renamed(steps, dests)
+    syncfs_calls = sum(1 for name, _ in steps if name == "syncfs")
+    fsync_calls = sum(1 for name, _ in steps if name == "sync")
+    assert syncfs_calls >= 1
+    assert syncfs_calls + fsync_calls < len(dests)  # batches shared their flushes
+
+
+async def test_a_failed_syncfs_falls_back_to_one_fsync_per_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps = _record_steps(monkeypatch, syncfs_fails=True)
+    dests = await _commit_many(Committer(threads=1), tmp_path, 40)
+    _assert_flushed_before_renamed(steps, dests)
+    assert sum(1 for name, _ in steps if name == "sync") == len(dests)
+
+
+async def test_without_group_sync_every_file_gets_its_own_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps = _record_steps(monkeypatch)
+    dests = await _commit_many(Committer(threads=1, group_sync=False), tmp_path, 40)
+    _assert_flushed_before_renamed(steps, dests)
+    assert sum(1 for name, _ in steps if name == "sync") == len(dests)
+    assert not any(name == "syncfs" for name, _ in steps)
