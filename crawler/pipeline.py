@@ -9,7 +9,15 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -381,13 +389,17 @@ async def requeue_flagged(manifest: Manifest) -> int:
     return int(result.rowcount or 0)
 
 
-async def recheck_done_files(manifest: Manifest, out: Path) -> tuple[int, int]:
+async def recheck_done_files(
+    manifest: Manifest, out: Path, *, on_requeue: Callable[[], None] | None = None
+) -> tuple[int, int]:
     """Resume rule: a done item whose file is missing or of another size goes back to pending,
-    and so does one that ``verify`` found corrupt.
+    and so does one that ``verify`` found corrupt. ``on_requeue`` wakes a waiting fetcher.
 
     Returns (done items whose file is intact, items sent back).
     """
     flagged = await requeue_flagged(manifest)
+    if flagged and on_requeue is not None:
+        on_requeue()
     intact = 0
     reopened = flagged
     async for chunk in manifest.done_files():
@@ -405,6 +417,8 @@ async def recheck_done_files(manifest: Manifest, out: Path) -> tuple[int, int]:
         bad = await anyio.to_thread.run_sync(check)
         if bad:
             await manifest.mark_pending(bad, "file missing or wrong size on disk")
+            if on_requeue is not None:
+                on_requeue()
         intact += len(chunk) - len(bad)
         reopened += len(bad)
     return intact, reopened
@@ -491,14 +505,20 @@ async def run_mirror(
     ):
         try:
             await manifest.reopen(exclusive=exclusive)
-            report.already_done, report.reverified = await recheck_done_files(
-                manifest, settings.out
-            )
-            if exclusive:
-                report.parts_removed = await anyio.to_thread.run_sync(
-                    sweep_parts, settings.out, started_wall
+
+            async def resume_checks(pool: Pool) -> None:
+                """Runs beside planning and fetching, so the first request never waits for a
+                stat of every done file (a minute at millions of files). New parts are younger
+                than ``started_wall``, so the sweep cannot take one being written."""
+                report.already_done, report.reverified = await recheck_done_files(
+                    manifest, settings.out, on_requeue=pool.poke
                 )
-            await _mirror(settings, selection, manifest, report, stop, before_fetch)
+                if exclusive:
+                    report.parts_removed = await anyio.to_thread.run_sync(
+                        sweep_parts, settings.out, started_wall
+                    )
+
+            await _mirror(settings, selection, manifest, report, stop, before_fetch, resume_checks)
             if after_fetch is not None:
                 with anyio.CancelScope(shield=True):
                     await after_fetch(manifest, report)
@@ -515,6 +535,7 @@ async def _mirror(
     report: RunReport,
     stop: Stop,
     before_fetch: BeforeFetch | None,
+    resume_checks: Callable[[Pool], Coroutine[Any, Any, None]],
 ) -> None:
     planning_done = anyio.Event()
     limiter = limiter_for(settings, manifest)  # shared by every worker on a Postgres manifest
@@ -548,7 +569,9 @@ async def _mirror(
                                 group.cancel_scope.cancel()
 
                             group.start_soon(cancel_on_stop)
-                            await planner.plan_all(records, pool)
+                            async with anyio.create_task_group() as preparing:
+                                preparing.start_soon(resume_checks, pool)
+                                await planner.plan_all(records, pool)
                             if before_fetch is not None:
                                 await before_fetch(manifest, report)
                             group.cancel_scope.cancel()
