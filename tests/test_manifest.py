@@ -9,10 +9,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from crawler.manifest import Manifest, Status, open_manifest
 from crawler.manifest.database import SCHEMA_HEAD, async_url, head_revision
-from crawler.manifest.repository import Outcome
+from crawler.manifest.repository import Outcome, Tally, tally_statement
 from crawler.plan import Item
 
 BASE = "http://api.test"
@@ -45,6 +46,20 @@ async def test_schema_comes_from_alembic(tmp_path: Path, manifest: Manifest) -> 
     connection.close()
     assert version == (SCHEMA_HEAD,)
     assert journal == ("wal",)
+
+
+async def test_status_tallies_read_only_the_covering_index(
+    tmp_path: Path, manifest: Manifest
+) -> None:
+    await manifest.add_items(planned(20), BASE)
+    statement = tally_statement(by_data_set=True).compile(
+        dialect=sqlite_dialect(), compile_kwargs={"literal_binds": True}
+    )
+    connection = sqlite3.connect(tmp_path / "m.sqlite")
+    steps = connection.execute(f"EXPLAIN QUERY PLAN {statement}").fetchall()
+    connection.close()
+    assert [step[-1] for step in steps] == ["SCAN items USING COVERING INDEX ix_items_tally"]
+    assert await manifest.tallies_by_data_set() == {(1, "pending"): Tally(items=20, bytes=0)}
 
 
 def test_schema_head_is_the_newest_migration() -> None:

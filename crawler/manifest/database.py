@@ -27,7 +27,7 @@ T = TypeVar("T")
 
 # The newest migration shipped (tests check it against Alembic's own head). A manifest already
 # stamped with it opens without importing Alembic, which costs a third of a second per command.
-SCHEMA_HEAD = "0003"
+SCHEMA_HEAD = "0004"
 
 CONNECT_TIMEOUT = 10.0  # seconds: an unreachable server is an error, not a minute-long hang
 MIGRATION_LOCK = 727274  # the pg_advisory_xact_lock key every migrating process queues on

@@ -53,7 +53,7 @@ class Item(Base):
 
     __table_args__ = (
         Index("ix_items_status_id", "status", "id"),
-        Index("ix_items_data_set_id", "data_set_id"),
+        Index("ix_items_tally", "data_set_id", "status", "size"),  # status: index-only
         Index(
             "ix_items_claimed_by",
             "claimed_by",

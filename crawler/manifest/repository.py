@@ -357,12 +357,7 @@ class Manifest:
         return await self._grouped(by_data_set=True)
 
     async def _grouped(self, *, by_data_set: bool) -> dict[tuple[int | None, str], Tally]:
-        columns: list[Any] = [items.c.status]
-        if by_data_set:
-            columns.insert(0, items.c.data_set_id)
-        statement = select(
-            *columns, func.count(), func.coalesce(func.sum(items.c.size), 0)
-        ).group_by(*columns)
+        statement = tally_statement(by_data_set=by_data_set)
         async with self.engine.connect() as connection:
             rows = (await connection.execute(statement)).all()
         result: dict[tuple[int | None, str], Tally] = {}
@@ -406,3 +401,13 @@ class Manifest:
         async with self.engine.connect() as connection:
             rows = (await connection.execute(statement)).all()
         return {str(r[0]): (int(r[1]), r[2]) for r in rows}
+
+
+def tally_statement(*, by_data_set: bool) -> Any:
+    """Items and summed sizes per status (and data set): answered by ``ix_items_tally`` alone."""
+    columns: list[Any] = [items.c.status]
+    if by_data_set:
+        columns.insert(0, items.c.data_set_id)
+    return select(*columns, func.count(), func.coalesce(func.sum(items.c.size), 0)).group_by(
+        *columns
+    )
