@@ -48,6 +48,10 @@ def manifest_rows(out: Path) -> list[tuple[str, str, int | None, str | None, str
         return connection.execute(
             "select path, status, size, sha256, claimed_by from items order by id"
         ).fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []  # killed after the file was created, before the first migration
+        raise
     finally:
         connection.close()
 
