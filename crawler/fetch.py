@@ -23,7 +23,6 @@ from pathlib import Path
 
 import anyio
 import structlog
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from crawler import kinds
@@ -214,13 +213,30 @@ class Pool:
         return min(max(until, MIN_WAIT), RECHECK, self.settings.poll_seconds)
 
     async def _work(
-        self, receive: ObjectReceiveStream[Claimed], send: ObjectSendStream[Outcome]
+        self,
+        receive: MemoryObjectReceiveStream[Claimed],
+        send: MemoryObjectSendStream[Outcome],
     ) -> None:
+        # receive_nowait/send_nowait first: anyio's receive() and send() each yield to the
+        # event loop once before looking, two extra loop turns per item on the hot path.
         async with receive, send:
-            async for item in receive:
+            while True:
+                try:
+                    item = receive.receive_nowait()
+                except anyio.WouldBlock:
+                    try:
+                        item = await receive.receive()
+                    except anyio.EndOfStream:
+                        return
+                except anyio.EndOfStream:
+                    return
                 if self.stop.requested:
                     return
-                await send.send(await self._fetch(item))
+                outcome = await self._fetch(item)
+                try:
+                    send.send_nowait(outcome)
+                except anyio.WouldBlock:
+                    await send.send(outcome)
 
     async def _fetch(self, item: Claimed) -> Outcome:
         return await fetch_item(self.client, self.settings.out, item)
@@ -277,7 +293,7 @@ async def fetch_item(client: ApiClient, out: Path, item: Claimed) -> Outcome:
     """Fetch one item into OUT and say what the manifest should record of it."""
     url = client.settings.api_base + item.ref
     try:
-        fetched = await kinds.fetch(client, item, url, out / Path(item.path))
+        fetched = await kinds.fetch(client, item, url, out / item.path)
     except DownloadFailed as failure:
         log.warning(
             "item.failed", url=url, path=item.path, error=str(failure), attempts=failure.attempts
