@@ -114,6 +114,34 @@ def _translate(exc: BaseException, url: str) -> RemoteError:
     return TransportError(f"connection failed ({exc})", url=url)
 
 
+class _Turn:
+    """A concurrency slot, then a rate token: held for the whole request and body.
+
+    A class rather than an ``asynccontextmanager``: a generator per request cost a twentieth of
+    the event loop on the download path. It holds no state of its own, so one serves every
+    request of a client.
+    """
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: ApiClient) -> None:
+        self._client = client
+
+    async def __aenter__(self) -> None:
+        client = self._client
+        await client.slots.acquire()
+        try:
+            if client.rate is not None:
+                await client.rate.acquire()
+        except BaseException:
+            client.slots.release()
+            raise
+        client.requests += 1
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._client.slots.release()
+
+
 class ApiClient:
     """Requests with slots, rate tokens, timeouts and retries; counts what it did."""
 
@@ -129,6 +157,7 @@ class ApiClient:
         # A shared limiter (several workers on one Postgres manifest) replaces the local one.
         self.rate: RateLimiter | None = limiter or make_rate_limiter(settings.rate)
         self.committer = Committer(group_sync=settings.group_sync)
+        self._turn = _Turn(self)
         self.requests = 0
         self.retries = 0
 
@@ -158,15 +187,6 @@ class ApiClient:
                 yield client
             finally:
                 client.committer.close()
-
-    @asynccontextmanager
-    async def _turn(self) -> AsyncIterator[None]:
-        """A concurrency slot, then a rate token: held for the whole request and body."""
-        async with self.slots:
-            if self.rate is not None:
-                await self.rate.acquire()
-            self.requests += 1
-            yield
 
     async def _attempts(self, once: Callable[[], Awaitable[T]]) -> tuple[T, int]:
         """Run ``once`` under the retry policy; returns its result and the attempts it took.
@@ -212,7 +232,7 @@ class ApiClient:
 
     async def _get_page_once(self, url: str) -> rma.Page:
         try:
-            async with self._turn(), self.session.get(url) as response:
+            async with self._turn, self.session.get(url) as response:
                 body = await response.read()
                 if response.status != 200:
                     if (failure := rma.query_failure(body)) is not None:
@@ -250,29 +270,21 @@ class ApiClient:
         writer = PartWriter(dest, fsync=self.settings.fsync)
         try:
             try:
-                # _turn() spelled out: this is the hot path, and a generator-based context
-                # manager per request cost a twentieth of the event loop.
-                async with self.slots:
-                    if self.rate is not None:
-                        await self.rate.acquire()
-                    self.requests += 1
-                    # The URL is already encoded (planned with urlencode): yarl need not redo it.
-                    async with self.session.get(URL(url, encoded=True)) as response:
-                        if response.status != 200:
-                            raise HTTPStatusError(
-                                response.status,
-                                url=url,
-                                retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                            )
-                        if image:
-                            validate.check_image_headers(
-                                response.headers.get("Content-Type"), url=url
-                            )
-                        async for chunk in response.content.iter_chunked(CHUNK):
-                            if writer.add(chunk):
-                                await writer.spill()
-                        validate.check_length(writer.size, response.content_length, url=url)
-                        status = response.status
+                # The URL is already encoded (planned with urlencode): yarl need not redo it.
+                async with self._turn, self.session.get(URL(url, encoded=True)) as response:
+                    if response.status != 200:
+                        raise HTTPStatusError(
+                            response.status,
+                            url=url,
+                            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                        )
+                    if image:
+                        validate.check_image_headers(response.headers.get("Content-Type"), url=url)
+                    async for chunk in response.content.iter_chunked(CHUNK):
+                        if writer.add(chunk):
+                            await writer.spill()
+                    validate.check_length(writer.size, response.content_length, url=url)
+                    status = response.status
             except (TimeoutError, aiohttp.ClientError) as exc:
                 raise _translate(exc, url) from exc
             check(writer, url)

@@ -123,42 +123,37 @@ class Committer:
 
     def _store_batch(self, writers: Sequence[PartWriter]) -> list[Result]:
         """Runs in a commit thread: write every file, make them durable, rename each."""
-        results: list[Result | None] = [None] * len(writers)
-        written: list[int] = []
+        errors: dict[int, BaseException] = {}
         for index, writer in enumerate(writers):
+            if (error := _attempt(writer, writer.write_rest)) is not None:
+                errors[index] = error
+        wanted = [i for i, writer in enumerate(writers) if i not in errors and writer.wants_sync]
+        self._sync(wanted, writers, errors)
+        results: list[Result] = []
+        for index, writer in enumerate(writers):
+            if index in errors:
+                results.append(errors[index])
+                continue
             try:
-                writer.write_rest()
-                written.append(index)
-            except OSError as exc:
-                results[index] = _failed(writer, storage_error(exc, writer.dest))
-            except Exception as exc:  # a bug: surfaced to the caller, never lost in the thread
-                results[index] = _failed(writer, exc)
-        for index in self._sync([i for i in written if writers[i].wants_sync], writers, results):
-            written.remove(index)
-        for index in written:
-            try:
-                results[index] = writers[index].finish()
-            except OSError as exc:
-                results[index] = _failed(writers[index], storage_error(exc, writers[index].dest))
-            except Exception as exc:  # a bug: surfaced to the caller, never lost here
-                results[index] = _failed(writers[index], exc)
-        return [result if result is not None else RuntimeError("not stored") for result in results]
+                results.append(writer.finish())
+            except Exception as exc:
+                results.append(_failure(writer, exc))
+        return results
 
     def _sync(
-        self, indexes: list[int], writers: Sequence[PartWriter], results: list[Result | None]
-    ) -> list[int]:
-        """Flush the files at ``indexes``; returns those that failed (their results are set)."""
-        groups: dict[int, list[int]] = {}
-        try:
-            if self._syncfs is not None and len(indexes) >= GROUP_MIN:
+        self, indexes: list[int], writers: Sequence[PartWriter], errors: dict[int, BaseException]
+    ) -> None:
+        """Flush the files at ``indexes``; a file that cannot be flushed gets its error."""
+        groups: list[list[int]] = [[index] for index in indexes]
+        if self._syncfs is not None and len(indexes) >= GROUP_MIN:
+            try:
+                by_device: dict[int, list[int]] = {}
                 for index in indexes:
-                    groups.setdefault(self._device(writers[index]), []).append(index)
-        except OSError:
-            groups = {}
-        if not groups:
-            groups = {n: [index] for n, index in enumerate(indexes)}
-        failed: list[int] = []
-        for members in groups.values():
+                    by_device.setdefault(self._device(writers[index]), []).append(index)
+                groups = list(by_device.values())
+            except OSError:
+                pass  # cannot tell the filesystems apart: flush one by one
+        for members in groups:
             if len(members) >= GROUP_MIN and self._syncfs is not None:
                 try:
                     self._syncfs(writers[members[0]].fd)
@@ -166,14 +161,8 @@ class Committer:
                 except OSError:
                     pass  # flush one by one below, so each file gets its own verdict
             for index in members:
-                try:
-                    writers[index].sync()
-                except OSError as exc:
-                    results[index] = _failed(
-                        writers[index], storage_error(exc, writers[index].dest)
-                    )
-                    failed.append(index)
-        return failed
+                if (error := _attempt(writers[index], writers[index].sync)) is not None:
+                    errors[index] = error
 
     def _device(self, writer: PartWriter) -> int:
         directory = str(writer.part.parent)
@@ -185,9 +174,19 @@ class Committer:
         return device
 
 
-def _failed(writer: PartWriter, error: BaseException) -> BaseException:
+def _failure(writer: PartWriter, exc: Exception) -> BaseException:
+    """Remove the partial file and say why: a disk problem in one line, or a bug as it is."""
     writer.abandon()
-    return error
+    return storage_error(exc, writer.dest) if isinstance(exc, OSError) else exc
+
+
+def _attempt(writer: PartWriter, step: Callable[[], object]) -> BaseException | None:
+    """One step of storing a file; its failure, already cleaned up, or None."""
+    try:
+        step()
+    except Exception as exc:  # a bug too is surfaced to the caller, never lost in the thread
+        return _failure(writer, exc)
+    return None
 
 
 def _deliver(

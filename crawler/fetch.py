@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import anyio
 import structlog
@@ -32,6 +33,8 @@ from crawler.manifest import Manifest, Status, workers
 from crawler.manifest.repository import Claimed, Outcome
 
 log = structlog.get_logger("crawler.fetch")
+
+T = TypeVar("T")
 
 HEARTBEAT = 5.0  # seconds between heartbeats (and lease renewals), or lease / 3 if shorter
 MIN_WAIT = 0.05  # seconds: the shortest pause before claiming again
@@ -196,14 +199,9 @@ class Pool:
                     if self.stop.requested:
                         return
                     try:
-                        send.send_nowait(item)  # the common case: the buffer has room
-                    except anyio.WouldBlock:
-                        try:
-                            await send.send(item)
-                        except anyio.BrokenResourceError:
-                            return  # every worker has stopped
+                        await _send(send, item)
                     except anyio.BrokenResourceError:
-                        return
+                        return  # every worker has stopped
 
     async def _idle_wait(self) -> float | None:
         """Nothing to claim: how long to wait before trying again, or None to leave.
@@ -222,26 +220,15 @@ class Pool:
         receive: MemoryObjectReceiveStream[Claimed],
         send: MemoryObjectSendStream[Outcome],
     ) -> None:
-        # receive_nowait/send_nowait first: anyio's receive() and send() each yield to the
-        # event loop once before looking, two extra loop turns per item on the hot path.
         async with receive, send:
             while True:
                 try:
-                    item = receive.receive_nowait()
-                except anyio.WouldBlock:
-                    try:
-                        item = await receive.receive()
-                    except anyio.EndOfStream:
-                        return
+                    item = await _receive(receive)
                 except anyio.EndOfStream:
                     return
                 if self.stop.requested:
                     return
-                outcome = await self._fetch(item)
-                try:
-                    send.send_nowait(outcome)
-                except anyio.WouldBlock:
-                    await send.send(outcome)
+                await _send(send, await self._fetch(item))
 
     async def _fetch(self, item: Claimed) -> Outcome:
         return await fetch_item(self.client, self.settings.out, item)
@@ -292,6 +279,23 @@ class Pool:
             self.stats.failures.append(outcome)
         if self.on_outcome is not None:
             self.on_outcome(outcome)
+
+
+async def _send(send: MemoryObjectSendStream[T], item: T) -> None:
+    """``send_nowait`` first: anyio's ``send()`` yields to the event loop once before it looks,
+    an extra loop turn per item on the hot path; wait only when the buffer is full."""
+    try:
+        send.send_nowait(item)
+    except anyio.WouldBlock:
+        await send.send(item)
+
+
+async def _receive(receive: MemoryObjectReceiveStream[T]) -> T:
+    """``receive_nowait`` first, for the same reason; raises EndOfStream once drained."""
+    try:
+        return receive.receive_nowait()
+    except anyio.WouldBlock:
+        return await receive.receive()
 
 
 async def fetch_item(client: ApiClient, out: Path, item: Claimed) -> Outcome:

@@ -131,13 +131,6 @@ class PartWriter:
         os.replace(self.part, self.dest)
         return StoredFile(size=self.size, sha256=self._hash.hexdigest())
 
-    def store(self) -> StoredFile:
-        """Blocking: the rest of the body, fsync, close, rename into place; only then done."""
-        self.write_rest()
-        if self._fsync:
-            self.sync()
-        return self.finish()
-
     def abandon(self) -> None:
         """Blocking: close and remove the partial file (a stale .part is swept next run)."""
         self._chunks.clear()
