@@ -11,7 +11,9 @@ import anyio
 import pytest
 
 from crawler import commit
+from crawler.client import ApiClient
 from crawler.commit import Committer
+from crawler.config import load_settings
 from crawler.errors import StorageError
 from crawler.store import PartWriter, part_path
 
@@ -185,6 +187,18 @@ async def test_without_group_sync_every_file_gets_its_own_fsync(
 ) -> None:
     steps = _record_steps(monkeypatch)
     dests = await _commit_many(Committer(threads=1, group_sync=False), tmp_path, 40)
+    _assert_flushed_before_renamed(steps, dests)
+    assert sum(1 for name, _ in steps if name == "sync") == len(dests)
+    assert not any(name == "syncfs" for name, _ in steps)
+
+
+async def test_group_sync_false_from_the_environment_reaches_every_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    steps = _record_steps(monkeypatch)
+    settings = load_settings(None, {}, environ={"ALLEN_MIRROR_GROUP_SYNC": "false"})
+    async with ApiClient.open(settings) as client:
+        dests = await _commit_many(client.committer, tmp_path, 40)
     _assert_flushed_before_renamed(steps, dests)
     assert sum(1 for name, _ in steps if name == "sync") == len(dests)
     assert not any(name == "syncfs" for name, _ in steps)
