@@ -22,7 +22,7 @@ from aiolimiter import AsyncLimiter
 from yarl import URL
 
 from crawler import __version__, rma, validate
-from crawler.commit import Committer
+from crawler.commit import Committer, make_committer
 from crawler.config import Settings
 from crawler.errors import (
     HTTPStatusError,
@@ -156,7 +156,7 @@ class ApiClient:
         self.slots = anyio.Semaphore(settings.concurrency, fast_acquire=True)
         # A shared limiter (several workers on one Postgres manifest) replaces the local one.
         self.rate: RateLimiter | None = limiter or make_rate_limiter(settings.rate)
-        self.committer = Committer(group_sync=settings.group_sync)
+        self.committer: Committer = make_committer(settings.out, group_sync=settings.group_sync)
         self._turn = _Turn(self)
         self.requests = 0
         self.retries = 0

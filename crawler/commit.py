@@ -1,32 +1,46 @@
-"""Group commit: finished bodies are written, flushed and renamed in batches by two threads.
+"""Group commit: finished bodies are written, flushed in batches, then renamed into place.
 
-One thread hop per file (anyio's pool, a thread per concurrent download) cost more than the
-downloads: every hop is a wake-up and a GIL hand-over, and 32 threads contending for the GIL
-spent more system time in futex calls than the run spent on I/O. And one fsync per file is one
-journal commit per file: on the ext4 disks we measured, that alone cost as much CPU as a whole
-minimal download loop. So a body that arrived whole and passed its checks is queued; a commit
-thread takes everything queued at once, writes each file, makes the batch durable (one
-``syncfs`` per filesystem on Linux, or an fsync per file), renames each into place and wakes the
-event loop once. The rule is unchanged: a file gets its final name only after its bytes are on
-stable storage, and the caller records it done only after that.
+The rule never changes: a file gets its final name only after its bytes are on stable storage,
+and the caller records it done only after that. What changes is who does the work, because on a
+fast local disk the costly part of storing a small file is not the disk but the threads:
+
+- One thread hop per file (anyio's pool, a thread per concurrent download) cost more than the
+  downloads: every hop is a wake-up and a GIL hand-over. And one fsync per file is one journal
+  commit per file. So files are flushed in batches: one ``syncfs`` per filesystem on Linux (or
+  an fsync per file), while the next batch gathers.
+- ``LoopCommitter`` (local disks): the event loop writes each small body and renames it, as a
+  plain download loop would, and one thread only flushes. Per batch that is one hand-over, not
+  several per file; creating and renaming a small file on a local disk takes microseconds.
+- ``ThreadCommitter`` (network filesystems, where opening, closing or renaming a file is a round
+  trip to a server, and anywhere we cannot tell): two threads take every finished file queued,
+  write them, flush the batch, rename each, and wake the event loop once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import os
 import queue
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
 
+from crawler.disks import is_local_disk
 from crawler.store import PartWriter, StoredFile, storage_error
 
 THREADS = 2  # one can flush while the other writes and renames (they share directory locks)
 GROUP_MIN = 2  # a batch this size or larger is flushed with one syncfs per filesystem
+# Bodies up to this size are written on the event loop (local disks only): a page-cache write
+# of a few hundred kilobytes takes well under a millisecond. Larger ones are written by the
+# flushing thread, just before it flushes them.
+INLINE_BYTES = 1024 * 1024
 
 Result = StoredFile | BaseException
+Waiter = tuple[PartWriter, "asyncio.Future[StoredFile]"]
 
 
 def _load_syncfs() -> Callable[[int], None] | None:
@@ -51,24 +65,8 @@ def _load_syncfs() -> Callable[[int], None] | None:
 SYNCFS = _load_syncfs()
 
 
-class Committer:
-    """Stores finished bodies for one run: ``await commit(writer)`` returns once it is in place.
-
-    Threads start on first use and stop at ``close()``; they are daemons, so an abandoned run
-    (a second signal) never waits for them. ``group_sync`` off means one fsync per file even
-    where syncfs exists: syncfs also flushes whatever else is dirty on that filesystem, which
-    can be slow on a disk shared with heavy writers.
-    """
-
-    def __init__(self, threads: int = THREADS, *, group_sync: bool = True) -> None:
-        self._size = max(1, threads)
-        self._syncfs = SYNCFS if group_sync else None
-        self._queue: queue.SimpleQueue[tuple[PartWriter, asyncio.Future[StoredFile]] | None] = (
-            queue.SimpleQueue()
-        )
-        self._threads: list[threading.Thread] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._devices: dict[str, int] = {}  # directory -> st_dev, so files group by filesystem
+class Committer(Protocol):
+    """Stores finished bodies for one run."""
 
     async def commit(self, writer: PartWriter) -> StoredFile:
         """Store ``writer``'s body under its final name; raises StorageError on a disk problem.
@@ -76,74 +74,36 @@ class Committer:
         From here on the committer owns the writer: a cancelled caller leaves it to finish (the
         file lands, unrecorded, and is fetched again next run), never half-written.
         """
-        loop = asyncio.get_running_loop()
-        if not self._threads:
-            self._start(loop)
-        future: asyncio.Future[StoredFile] = loop.create_future()
-        writer.handed_off = True
-        self._queue.put((writer, future))
-        return await future
-
-    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        for number in range(self._size):
-            thread = threading.Thread(
-                target=self._serve, name=f"allen-mirror-commit-{number}", daemon=True
-            )
-            thread.start()
-            self._threads.append(thread)
+        ...
 
     def close(self) -> None:
-        """Let the threads end once the queue is empty (callers have their results by now)."""
-        for _ in self._threads:
-            self._queue.put(None)
-        self._threads = []
+        """Let the threads end once their work is done (callers have their results by now)."""
+        ...
 
-    def _serve(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            stopping = False
-            while True:  # everything queued now joins this batch
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stopping = True
-                    break
-                batch.append(more)
-            results = self._store_batch([writer for writer, _future in batch])
-            assert self._loop is not None
-            self._loop.call_soon_threadsafe(_deliver, batch, results)
-            if stopping:
-                return
 
-    def _store_batch(self, writers: Sequence[PartWriter]) -> list[Result]:
-        """Runs in a commit thread: write every file, make them durable, rename each."""
-        errors: dict[int, BaseException] = {}
-        for index, writer in enumerate(writers):
-            if (error := _attempt(writer, writer.write_rest)) is not None:
-                errors[index] = error
-        wanted = [i for i, writer in enumerate(writers) if i not in errors and writer.wants_sync]
-        self._sync(wanted, writers, errors)
-        results: list[Result] = []
-        for index, writer in enumerate(writers):
-            if index in errors:
-                results.append(errors[index])
-                continue
-            try:
-                results.append(writer.finish())
-            except Exception as exc:
-                results.append(_failure(writer, exc))
-        return results
+def make_committer(out: Path, *, group_sync: bool = True) -> Committer:
+    """The committer for files under ``out``: writes on the event loop only on a local disk.
 
-    def _sync(
-        self, indexes: list[int], writers: Sequence[PartWriter], errors: dict[int, BaseException]
-    ) -> None:
-        """Flush the files at ``indexes``; a file that cannot be flushed gets its error."""
+    ``group_sync`` off means one fsync per file even where syncfs exists: syncfs also flushes
+    whatever else is dirty on that filesystem, which can be slow on a disk shared with heavy
+    writers.
+    """
+    if is_local_disk(out):
+        return LoopCommitter(group_sync=group_sync)
+    return ThreadCommitter(group_sync=group_sync)
+
+
+class _Flusher:
+    """Makes a batch of written files durable: syncfs per filesystem, or fsync per file."""
+
+    def __init__(self, group_sync: bool) -> None:
+        self._syncfs = SYNCFS if group_sync else None
+        self._devices: dict[str, int] = {}  # directory -> st_dev, so files group by filesystem
+
+    def flush(self, writers: Sequence[PartWriter], errors: dict[int, BaseException]) -> None:
+        """Runs in a thread: flush every writer that wants it and has no error yet; a file that
+        cannot be flushed gets its error (and loses its part file)."""
+        indexes = [i for i, w in enumerate(writers) if i not in errors and w.wants_sync]
         groups: list[list[int]] = [[index] for index in indexes]
         if self._syncfs is not None and len(indexes) >= GROUP_MIN:
             try:
@@ -174,6 +134,156 @@ class Committer:
         return device
 
 
+def _write_unwritten(writers: Sequence[PartWriter], errors: dict[int, BaseException]) -> None:
+    """Runs in a thread: write the bodies still buffered."""
+    for index, writer in enumerate(writers):
+        if not writer.written and (error := _attempt(writer, writer.write_rest)) is not None:
+            errors[index] = error
+
+
+def _finish_all(writers: Sequence[PartWriter], errors: dict[int, BaseException]) -> list[Result]:
+    """Rename each flushed file into place; each writer's result or error, in order."""
+    results: list[Result] = []
+    for index, writer in enumerate(writers):
+        if index in errors:
+            results.append(errors[index])
+            continue
+        try:
+            results.append(writer.finish())
+        except Exception as exc:
+            results.append(_failure(writer, exc))
+    return results
+
+
+def _post(loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *args: object) -> None:
+    """Hand a batch back to the event loop; a loop already closed (an abandoned run) has nobody
+    left to tell, and the unrenamed part files are swept by the next run."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback, *args)
+
+
+class LoopCommitter:
+    """Local disks: the event loop writes small bodies and renames them; one thread flushes.
+
+    While one batch is being flushed the next gathers, so the batch grows with the load and a
+    quiet run still gets each file flushed at once.
+    """
+
+    def __init__(self, *, group_sync: bool = True) -> None:
+        self._flusher = _Flusher(group_sync)
+        self._queue: queue.SimpleQueue[list[Waiter] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._gathering: list[Waiter] = []
+        self._flushing = False
+
+    async def commit(self, writer: PartWriter) -> StoredFile:
+        loop = self._loop or self._start()
+        writer.handed_off = True
+        if writer.buffered <= INLINE_BYTES and (error := _attempt(writer, writer.write_rest)):
+            raise error
+        future: asyncio.Future[StoredFile] = loop.create_future()
+        self._gathering.append((writer, future))
+        if not self._flushing:
+            self._send()
+        return await future
+
+    def _start(self) -> asyncio.AbstractEventLoop:
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._serve, name="allen-mirror-flush", daemon=True)
+        self._thread.start()
+        return self._loop
+
+    def _send(self) -> None:
+        batch, self._gathering = self._gathering, []
+        self._flushing = True
+        self._queue.put(batch)
+
+    def _serve(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            writers = [writer for writer, _future in batch]
+            errors: dict[int, BaseException] = {}
+            _write_unwritten(writers, errors)
+            self._flusher.flush(writers, errors)
+            assert self._loop is not None
+            _post(self._loop, self._flushed, batch, errors)
+
+    def _flushed(self, batch: list[Waiter], errors: dict[int, BaseException]) -> None:
+        """On the event loop: rename the flushed files, answer their callers, send the next."""
+        self._flushing = False
+        _deliver(batch, _finish_all([writer for writer, _future in batch], errors))
+        if self._gathering:
+            self._send()
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread = None
+
+
+class ThreadCommitter:
+    """Network filesystems (and wherever we cannot tell): threads do all the file work.
+
+    Threads start on first use and stop at ``close()``; they are daemons, so an abandoned run
+    (a second signal) never waits for them.
+    """
+
+    def __init__(self, threads: int = THREADS, *, group_sync: bool = True) -> None:
+        self._size = max(1, threads)
+        self._flusher = _Flusher(group_sync)
+        self._queue: queue.SimpleQueue[Waiter | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def commit(self, writer: PartWriter) -> StoredFile:
+        loop = self._loop or self._start()
+        future: asyncio.Future[StoredFile] = loop.create_future()
+        writer.handed_off = True
+        self._queue.put((writer, future))
+        return await future
+
+    def _start(self) -> asyncio.AbstractEventLoop:
+        self._loop = asyncio.get_running_loop()
+        for number in range(self._size):
+            thread = threading.Thread(
+                target=self._serve, name=f"allen-mirror-commit-{number}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        return self._loop
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._queue.put(None)
+        self._threads = []
+
+    def _serve(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stopping = False
+            while True:  # everything queued now joins this batch
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                batch.append(more)
+            writers = [writer for writer, _future in batch]
+            errors: dict[int, BaseException] = {}
+            _write_unwritten(writers, errors)
+            self._flusher.flush(writers, errors)
+            results = _finish_all(writers, errors)
+            assert self._loop is not None
+            _post(self._loop, _deliver, batch, results)
+            if stopping:
+                return
+
+
 def _failure(writer: PartWriter, exc: Exception) -> BaseException:
     """Remove the partial file and say why: a disk problem in one line, or a bug as it is."""
     writer.abandon()
@@ -184,14 +294,12 @@ def _attempt(writer: PartWriter, step: Callable[[], object]) -> BaseException | 
     """One step of storing a file; its failure, already cleaned up, or None."""
     try:
         step()
-    except Exception as exc:  # a bug too is surfaced to the caller, never lost in the thread
+    except Exception as exc:  # a bug too is surfaced to the caller, never lost in a thread
         return _failure(writer, exc)
     return None
 
 
-def _deliver(
-    batch: Sequence[tuple[PartWriter, asyncio.Future[StoredFile]]], results: Sequence[Result]
-) -> None:
+def _deliver(batch: Sequence[Waiter], results: Sequence[Result]) -> None:
     """On the event loop: hand each caller its result (a cancelled caller has gone)."""
     for (_writer, future), result in zip(batch, results, strict=True):
         if future.done():

@@ -110,6 +110,7 @@ class Pool:
         on_outcome: OnOutcome | None = None,
         command: str = "mirror",
         follow: bool = False,
+        exclusive: bool = False,
     ) -> None:
         self.settings = settings
         self.manifest = manifest
@@ -121,7 +122,11 @@ class Pool:
         self.command = command
         self.follow = follow  # keep polling for new items instead of leaving when drained
         self.stats = FetchStats()
-        self.batch = max(16, settings.concurrency * 4)
+        self.batch = max(16, settings.concurrency * 4)  # claimed items buffered for the workers
+        # Items taken per claim. A pool alone on its manifest (``exclusive``: SQLite, under the
+        # output lock) takes four times more per claim, a quarter of the claims' cost per item;
+        # pools that share a manifest take less, so the last items spread over every worker.
+        self.claim_size = self.batch * 4 if exclusive else self.batch
         self.lease = timedelta(seconds=settings.lease_seconds)
         self.held: set[int] = set()  # claimed and not yet recorded: the leases to renew
         self.planned = anyio.Event()  # poked by the planner when new items land
@@ -182,7 +187,7 @@ class Pool:
         async with send:
             while not self.stop.requested:
                 self.planned = anyio.Event()
-                batch = await self.manifest.claim(self.owner, self.batch, self.lease)
+                batch = await self.manifest.claim(self.owner, self.claim_size, self.lease)
                 if not batch:
                     if not self.planning_done.is_set():
                         with anyio.move_on_after(1.0):

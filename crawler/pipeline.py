@@ -556,6 +556,7 @@ async def _mirror(
                 stop=stop,
                 planning_done=planning_done,
                 on_outcome=on_outcome,
+                exclusive=is_sqlite(settings.manifest_url),  # under the output lock
             )
             with fetch_scope:
                 records = await planner.records(selection)

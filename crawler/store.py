@@ -1,8 +1,8 @@
 """Storing a body: buffer while receiving, write to ``<dest>.part``, fsync, then ``os.replace``.
 
 A file appears under its final name only complete and flushed; the manifest is told last.
-Blocking file work runs off the event loop: large bodies spill to disk as they arrive, and the
-final write, fsync and rename run in a commit thread (crawler/commit.py).
+Large bodies spill to disk from a thread as they arrive; the final write, flush and rename are
+the committer's (crawler/commit.py), which keeps them off the event loop where they can block.
 """
 
 from __future__ import annotations
@@ -98,6 +98,16 @@ class PartWriter:
             await anyio.to_thread.run_sync(self._write_buffer)
         except OSError as exc:
             raise storage_error(exc, self.part) from exc
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet written to the part file."""
+        return self._buffered
+
+    @property
+    def written(self) -> bool:
+        """Whether the whole body is in the (still open) part file."""
+        return self._file is not None and not self._chunks
 
     @property
     def wants_sync(self) -> bool:

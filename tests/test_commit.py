@@ -1,10 +1,15 @@
-"""Group commit: many bodies stored by a few threads, each caller told about its own file."""
+"""Group commit: many bodies stored with few threads, each caller told about its own file.
+
+Every behaviour is checked for both committers: the one that writes on the event loop (local
+disks) and the one that leaves all file work to threads (network filesystems).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -12,7 +17,7 @@ import pytest
 
 from crawler import commit
 from crawler.client import ApiClient
-from crawler.commit import Committer
+from crawler.commit import Committer, LoopCommitter, ThreadCommitter, make_committer
 from crawler.config import load_settings
 from crawler.errors import StorageError
 from crawler.store import PartWriter, part_path
@@ -24,8 +29,23 @@ def _writer(dest: Path, body: bytes) -> PartWriter:
     return writer
 
 
-async def test_concurrent_commits_share_a_few_threads(tmp_path: Path) -> None:
-    committer = Committer(threads=2)
+KINDS: dict[str, Callable[..., Committer]] = {
+    "loop": lambda group_sync=True: LoopCommitter(group_sync=group_sync),
+    "threads": lambda group_sync=True: ThreadCommitter(1, group_sync=group_sync),
+}
+
+
+@pytest.fixture(params=sorted(KINDS))
+def new_committer(request: pytest.FixtureRequest) -> Callable[..., Committer]:
+    """Makes committers of one kind (each test runs for both)."""
+    return KINDS[request.param]
+
+
+@pytest.mark.parametrize(("kind", "threads"), [("loop", 1), ("threads", 2)])
+async def test_concurrent_commits_share_a_few_threads(
+    tmp_path: Path, kind: str, threads: int
+) -> None:
+    committer: Committer = LoopCommitter() if kind == "loop" else ThreadCommitter(threads=2)
     bodies = {tmp_path / f"d{n % 7}" / f"{n}.jpg": os.urandom(100 + n) for n in range(200)}
     results = {}
 
@@ -37,7 +57,7 @@ async def test_concurrent_commits_share_a_few_threads(tmp_path: Path) -> None:
         async with anyio.create_task_group() as group:
             for dest, body in bodies.items():
                 group.start_soon(one, dest, body)
-        assert threading.active_count() - before == 2  # not one thread per file
+        assert threading.active_count() - before == threads  # not one thread per file
     finally:
         committer.close()
     for dest, body in bodies.items():
@@ -47,10 +67,12 @@ async def test_concurrent_commits_share_a_few_threads(tmp_path: Path) -> None:
         assert not part_path(dest).exists()
 
 
-async def test_a_failed_file_fails_alone(tmp_path: Path) -> None:
+async def test_a_failed_file_fails_alone(
+    tmp_path: Path, new_committer: Callable[..., Committer]
+) -> None:
     blocked = tmp_path / "blocked.jpg"
     (blocked / "inside").mkdir(parents=True)  # a non-empty directory where the file should go
-    committer = Committer(threads=1)
+    committer = new_committer()
     outcomes: dict[str, object] = {}
 
     async def one(name: str, dest: Path) -> None:
@@ -72,14 +94,14 @@ async def test_a_failed_file_fails_alone(tmp_path: Path) -> None:
 
 
 async def test_a_failed_fsync_leaves_no_part_and_no_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_committer: Callable[..., Committer]
 ) -> None:
     def broken_fsync(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", broken_fsync)
     dest = tmp_path / "z.jpg"
-    committer = Committer(threads=1)
+    committer = new_committer()
     try:
         with pytest.raises(StorageError, match="disk full"):
             await committer.commit(_writer(dest, b"x" * 5000))
@@ -88,8 +110,10 @@ async def test_a_failed_fsync_leaves_no_part_and_no_file(
     assert not dest.exists() and not part_path(dest).exists()
 
 
-async def test_a_cancelled_caller_leaves_a_whole_file_or_none(tmp_path: Path) -> None:
-    committer = Committer(threads=1)
+async def test_a_cancelled_caller_leaves_a_whole_file_or_none(
+    tmp_path: Path, new_committer: Callable[..., Committer]
+) -> None:
+    committer = new_committer()
     dest = tmp_path / "c.jpg"
     writer = _writer(dest, b"y" * 10_000)
     try:
@@ -162,10 +186,10 @@ async def _commit_many(committer: Committer, tmp_path: Path, count: int) -> list
 
 @pytest.mark.skipif(commit.SYNCFS is None, reason="syncfs(2) is Linux-only")
 async def test_a_batch_is_flushed_once_per_filesystem_before_any_rename(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_committer: Callable[..., Committer]
 ) -> None:
     steps = _record_steps(monkeypatch)
-    dests = await _commit_many(Committer(threads=1), tmp_path, 60)
+    dests = await _commit_many(new_committer(), tmp_path, 60)
     _assert_flushed_before_renamed(steps, dests)
     syncfs_calls = sum(1 for name, _ in steps if name == "syncfs")
     fsync_calls = sum(1 for name, _ in steps if name == "sync")
@@ -174,19 +198,19 @@ async def test_a_batch_is_flushed_once_per_filesystem_before_any_rename(
 
 
 async def test_a_failed_syncfs_falls_back_to_one_fsync_per_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_committer: Callable[..., Committer]
 ) -> None:
     steps = _record_steps(monkeypatch, syncfs_fails=True)
-    dests = await _commit_many(Committer(threads=1), tmp_path, 40)
+    dests = await _commit_many(new_committer(), tmp_path, 40)
     _assert_flushed_before_renamed(steps, dests)
     assert sum(1 for name, _ in steps if name == "sync") == len(dests)
 
 
 async def test_without_group_sync_every_file_gets_its_own_fsync(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_committer: Callable[..., Committer]
 ) -> None:
     steps = _record_steps(monkeypatch)
-    dests = await _commit_many(Committer(threads=1, group_sync=False), tmp_path, 40)
+    dests = await _commit_many(new_committer(group_sync=False), tmp_path, 40)
     _assert_flushed_before_renamed(steps, dests)
     assert sum(1 for name, _ in steps if name == "sync") == len(dests)
     assert not any(name == "syncfs" for name, _ in steps)
@@ -202,3 +226,64 @@ async def test_group_sync_false_from_the_environment_reaches_every_download(
     _assert_flushed_before_renamed(steps, dests)
     assert sum(1 for name, _ in steps if name == "sync") == len(dests)
     assert not any(name == "syncfs" for name, _ in steps)
+
+
+async def test_on_a_local_disk_the_loop_writes_and_renames_and_one_thread_flushes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: list[tuple[str, str]] = []
+    for name in ("write_rest", "sync", "finish"):
+        real = getattr(PartWriter, name)
+
+        def step(self: PartWriter, _real=real, _name=name):  # type: ignore[no-untyped-def]
+            threads.append((_name, threading.current_thread().name))
+            return _real(self)
+
+        monkeypatch.setattr(PartWriter, name, step)
+    monkeypatch.setattr(commit, "SYNCFS", None)  # one fsync per file: every flush is visible
+    await _commit_many(LoopCommitter(), tmp_path, 30)
+    loop_thread = threading.current_thread().name
+    assert {thread for name, thread in threads if name in ("write_rest", "finish")} == {loop_thread}
+    assert {thread for name, thread in threads if name == "sync"} == {"allen-mirror-flush"}
+
+
+async def test_a_large_body_is_written_by_the_flushing_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(commit, "INLINE_BYTES", 1000)
+    writers: dict[str, str] = {}
+    real = PartWriter.write_rest
+
+    def write_rest(self: PartWriter) -> int:
+        writers[self.dest.name] = threading.current_thread().name
+        return real(self)
+
+    monkeypatch.setattr(PartWriter, "write_rest", write_rest)
+    committer = LoopCommitter()
+    big, small = os.urandom(5000), b"small"
+    try:
+        stored = await committer.commit(_writer(tmp_path / "big.jpg", big))
+        await committer.commit(_writer(tmp_path / "small.jpg", small))
+    finally:
+        committer.close()
+    assert writers == {
+        "big.jpg": "allen-mirror-flush",
+        "small.jpg": threading.current_thread().name,
+    }
+    assert (tmp_path / "big.jpg").read_bytes() == big
+    assert stored.sha256 == hashlib.sha256(big).hexdigest()
+
+
+def test_the_committer_writes_on_the_loop_only_on_a_local_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mountinfo = tmp_path / "mountinfo"
+    monkeypatch.setattr("crawler.disks.MOUNTINFO", mountinfo)
+    line = "36 25 0:{n} / {point} rw,relatime shared:1 - {kind} server:/export rw\n"
+    mountinfo.write_text(
+        line.format(n=1, point="/", kind="ext4") + line.format(n=2, point="/data", kind="nfs4")
+    )
+    assert isinstance(make_committer(Path("/home/me/mirror")), LoopCommitter)
+    assert isinstance(make_committer(Path("/data/lab/mirror")), ThreadCommitter)
+    mountinfo.unlink()  # not Linux, or /proc not mounted: we cannot tell, so threads
+    assert isinstance(make_committer(Path("/home/me/mirror")), ThreadCommitter)

@@ -8,15 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from crawler.commit import Committer
+from crawler.commit import LoopCommitter, ThreadCommitter
 from crawler.manifest.models import Status
 from crawler.manifest.repository import Manifest, Outcome
 from crawler.store import PartWriter, part_path
 from tests.conftest import FAST, run_cli
 
 
+@pytest.mark.parametrize("committer_class", [LoopCommitter, ThreadCommitter])
 async def test_part_writer_fsyncs_before_rename(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, committer_class: type
 ) -> None:
     calls: list[str] = []
     real_fsync, real_replace = os.fsync, os.replace
@@ -29,7 +30,7 @@ async def test_part_writer_fsyncs_before_rename(
     writer.add(b"\xff\xd8" + b"x" * 100)
     writer.add(b"\xff\xd9")
     assert not dest.exists()
-    committer = Committer()
+    committer = committer_class()
     try:
         stored = await committer.commit(writer)
     finally:

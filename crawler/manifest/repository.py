@@ -8,13 +8,14 @@ by the database server's clock, so workers on hosts whose clocks disagree still 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
-from sqlalchemy import DateTime, and_, bindparam, case, func, or_, select, update
+from sqlalchemy import DateTime, and_, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -41,6 +42,17 @@ def is_transient(exc: BaseException) -> bool:
 
 
 INSERT_CHUNK = 2000
+
+# The two statements run once per item, as driver SQL (``Manifest._driver_sql``).
+_INSERT_SQLITE = (
+    "INSERT INTO items (ref, url, path, kind, data_set_id, image_id, status, attempts, "
+    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (ref) DO NOTHING"
+)
+_RECORD = (
+    "UPDATE items SET status = ?, url = ?, attempts = attempts + ?, http_status = ?, size = ?, "
+    "sha256 = ?, error = ?, claimed_by = NULL, lease_until = NULL, updated_at = ?, "
+    "fetched_at = ? WHERE id = ?"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +108,15 @@ class Manifest:
         return utcnow()
 
     async def _write(self, statement: Any, params: Any = None) -> Any:
-        """One statement in its own transaction; a deadlock victim is simply run again."""
+        """One statement in its own transaction; a deadlock victim is simply run again.
+
+        A ``str`` statement is the driver's own SQL (see ``_driver_sql``), run as is.
+        """
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
                 async with self.engine.begin() as connection:
+                    if isinstance(statement, str):
+                        return await connection.exec_driver_sql(statement, params)
                     return await connection.execute(statement, params)
             except (SQLAlchemyError, OSError) as exc:
                 if attempt < WRITE_ATTEMPTS and is_transient(exc):
@@ -112,8 +129,35 @@ class Manifest:
         module: Any = postgresql if self.dialect == "postgresql" else sqlite
         return module.insert(items)
 
+    def _driver_sql(self, template: str) -> str:
+        """``template`` with each ``?`` in the driver's own placeholder style.
+
+        The hot batch writes (a row per item planned or fetched) go to the driver as plain
+        tuples: SQLAlchemy's per-row parameter processing cost more than SQLite's own work.
+        """
+        style = self.engine.dialect.paramstyle
+        if style == "qmark":
+            return template
+        parts = template.split("?")
+        if style == "numeric_dollar":
+            marks = [f"${n}" for n in range(1, len(parts))]
+        elif style in ("format", "pyformat"):
+            marks = ["%s"] * (len(parts) - 1)
+        else:
+            raise ManifestError(f"unsupported database driver parameter style {style!r}")
+        return "".join(part + mark for part, mark in zip(parts, [*marks, ""], strict=True))
+
+    def _timestamp(self, moment: datetime) -> Any:
+        """``moment`` as the driver takes it for our DateTime columns (SQLite: SQLAlchemy's text
+        form, so rows written here read back like every other row)."""
+        dialect = self.engine.dialect
+        process = items.c.updated_at.type.dialect_impl(dialect).bind_processor(dialect)
+        return process(moment) if process is not None else moment
+
     async def add_items(self, planned: Iterable[Item], api_base: str) -> int:
         """Record planned items; items already known (same ref) are left as they are."""
+        if self.dialect == "sqlite":
+            return await self._add_items_sqlite(planned, api_base)
         added = 0
         now = utcnow()
         # RETURNING lists only the rows really inserted: no count(*) over a growing table.
@@ -143,6 +187,36 @@ class Manifest:
                         batch = []
                 if batch:
                     added += len((await connection.execute(statement, batch)).all())
+        except (SQLAlchemyError, OSError) as exc:
+            raise ManifestError(f"manifest write failed: {getattr(exc, 'orig', exc)}") from exc
+        return added
+
+    async def _add_items_sqlite(self, planned: Iterable[Item], api_base: str) -> int:
+        """add_items as plain driver rows: SQLite counts the rows it really inserted."""
+        now = self._timestamp(utcnow())
+        pending = Status.PENDING.value
+        added = 0
+        try:
+            async with self.engine.begin() as connection:
+                iterator = iter(planned)
+                while chunk := list(itertools.islice(iterator, INSERT_CHUNK)):
+                    rows = [
+                        (
+                            item.ref,
+                            api_base + item.ref,
+                            item.path,
+                            item.kind,
+                            item.data_set_id,
+                            item.image_id,
+                            pending,
+                            0,
+                            now,
+                            now,
+                        )
+                        for item in chunk
+                    ]
+                    result = await connection.exec_driver_sql(_INSERT_SQLITE, rows)
+                    added += max(0, int(result.rowcount or 0))
         except (SQLAlchemyError, OSError) as exc:
             raise ManifestError(f"manifest write failed: {getattr(exc, 'orig', exc)}") from exc
         return added
@@ -309,40 +383,24 @@ class Manifest:
         """Write a batch of results in one transaction."""
         if not outcomes:
             return
-        outcomes = sorted(outcomes, key=lambda o: o.id)  # one lock order for every writer
-        now = utcnow()
-        statement = (
-            update(items)
-            .where(items.c.id == bindparam("b_id"))
-            .values(
-                status=bindparam("b_status"),
-                url=bindparam("b_url"),
-                attempts=items.c.attempts + bindparam("b_attempts"),
-                http_status=bindparam("b_http_status"),
-                size=bindparam("b_size"),
-                sha256=bindparam("b_sha256"),
-                error=bindparam("b_error"),
-                claimed_by=None,
-                lease_until=None,
-                updated_at=now,
-                fetched_at=bindparam("b_fetched_at"),
+        now = self._timestamp(utcnow())
+        done = Status.DONE
+        rows = [
+            (
+                o.status.value,
+                o.url,
+                o.attempts,
+                o.http_status,
+                o.size,
+                o.sha256,
+                o.error,
+                now,
+                now if o.status is done else None,
+                o.id,
             )
-        )
-        params = [
-            {
-                "b_id": o.id,
-                "b_status": o.status.value,
-                "b_url": o.url,
-                "b_attempts": o.attempts,
-                "b_http_status": o.http_status,
-                "b_size": o.size,
-                "b_sha256": o.sha256,
-                "b_error": o.error,
-                "b_fetched_at": now if o.status is Status.DONE else None,
-            }
-            for o in outcomes
+            for o in sorted(outcomes, key=lambda o: o.id)  # one lock order for every writer
         ]
-        await self._write(statement, params)
+        await self._write(self._driver_sql(_RECORD), rows)
 
     async def tallies(self) -> dict[str, Tally]:
         """Items and bytes per status."""
