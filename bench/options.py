@@ -64,7 +64,11 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--images", type=int, help="images of the throughput runs [5000]")
     parser.add_argument("--latencies", type=_numbers, help="simulated latencies, ms [50,200]")
     parser.add_argument("--concurrency", type=int, help="requests in flight [32]")
-    parser.add_argument("--repeat", type=int, help="throughput runs per contestant; best kept [1]")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        help="runs per contestant: throughput keeps the fastest, overhead the least CPU [1]",
+    )
     parser.add_argument("--image-scale", type=float, help="catalogue image scale [0.1]")
     parser.add_argument("--scale-items", type=int, help="tile items of the scale test [1000000]")
     parser.add_argument(

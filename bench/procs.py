@@ -37,6 +37,7 @@ class Measured:
     returncode: int
     wall: float  # seconds from spawn to reaped
     cpu: float  # user + system seconds, every thread of the child
+    user: float  # the user-mode part of cpu
     maxrss_mb: float  # peak resident set size
     stdout: str
     stderr: str
@@ -95,6 +96,7 @@ def run_measured(
         returncode=process.returncode,
         wall=wall,
         cpu=usage.ru_utime + usage.ru_stime,
+        user=usage.ru_utime,
         maxrss_mb=usage.ru_maxrss / 1024,  # kilobytes on Linux
         stdout=_read(out_path),
         stderr=_read(err_path),

@@ -125,7 +125,7 @@ class _Flusher:
                     errors[index] = error
 
     def _device(self, writer: PartWriter) -> int:
-        directory = str(writer.part.parent)
+        directory = os.path.dirname(writer.part_name)
         device = self._devices.get(directory)
         if device is None:
             if len(self._devices) > 10_000:

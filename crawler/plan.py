@@ -8,6 +8,7 @@ into the manifest without ever being listed whole.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -226,15 +227,22 @@ def ref_parts(rendering: Rendering, image_id: int, options: PlanOptions) -> tupl
 
     Computed once per image and rendering, so a million tile refs cost an f-string each.
     """
+    service, head, after = _query(rendering, options)
+    return f"/api/v2/{service}/{int(image_id)}?{head}", after
+
+
+@functools.lru_cache(maxsize=256)
+def _query(rendering: Rendering, options: PlanOptions) -> tuple[str, str, str]:
+    """(service, query before a tile's region, query after it): the same for every image of a
+    rendering, so URL-encoding runs once per rendering, not once per image."""
     head: list[tuple[str, str | int]] = [*rendering.params, ("downsample", options.downsample)]
     tail: list[tuple[str, str | int]] = []
     if options.quality is not None:
         tail.append(("quality", options.quality))
     if rendering.window is not None:
         tail.append(("range", ",".join(str(v) for v in rendering.window)))
-    before = f"/api/v2/{rendering.service}/{int(image_id)}?{urlencode(head, safe=',')}"
     after = f"&{urlencode(tail, safe=',')}" if tail else ""
-    return before, after
+    return rendering.service, urlencode(head, safe=","), after
 
 
 def tile_params(tile: Tile) -> str:

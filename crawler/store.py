@@ -49,7 +49,10 @@ class PartWriter:
 
     def __init__(self, dest: Path, *, fsync: bool = True) -> None:
         self.dest = dest
-        self.part = part_path(dest)
+        # Plain strings for the system calls: pathlib's joins and conversions, a few per file,
+        # cost more than the calls themselves on a fast disk.
+        self.dest_name = os.fspath(dest)
+        self.part_name = self.dest_name + PART_SUFFIX
         self._fsync = fsync
         self._hash = hashlib.sha256()
         self._chunks: list[bytes] = []
@@ -79,10 +82,10 @@ class PartWriter:
         if self._file is None:
             flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
             try:
-                self._file = os.open(self.part, flags, 0o644)
+                self._file = os.open(self.part_name, flags, 0o644)
             except FileNotFoundError:  # first file of its directory: one mkdir, not one per file
-                self.part.parent.mkdir(parents=True, exist_ok=True)
-                self._file = os.open(self.part, flags, 0o644)
+                self.dest.parent.mkdir(parents=True, exist_ok=True)
+                self._file = os.open(self.part_name, flags, 0o644)
         data = b"".join(self._chunks)
         self._hash.update(data)
         view = memoryview(data)
@@ -98,6 +101,11 @@ class PartWriter:
             await anyio.to_thread.run_sync(self._write_buffer)
         except OSError as exc:
             raise storage_error(exc, self.part) from exc
+
+    @property
+    def part(self) -> Path:
+        """The temporary file the body is written to."""
+        return Path(self.part_name)
 
     @property
     def buffered(self) -> int:
@@ -138,7 +146,7 @@ class PartWriter:
             os.close(self._file)
         finally:
             self._file = None
-        os.replace(self.part, self.dest)
+        os.replace(self.part_name, self.dest_name)
         return StoredFile(size=self.size, sha256=self._hash.hexdigest())
 
     def abandon(self) -> None:
@@ -151,7 +159,8 @@ class PartWriter:
         if self._file is not None:
             os.close(self._file)
             self._file = None
-        self.part.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.part_name)
 
     async def discard(self) -> None:
         """Drop the partial file; shielded so a cancelled download still cleans up."""

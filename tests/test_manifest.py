@@ -183,3 +183,33 @@ def test_only_deadlocks_and_serialization_failures_are_run_again(
     from crawler.manifest.repository import is_transient
 
     assert is_transient(error) is transient
+
+
+async def test_rows_written_as_driver_rows_read_back_like_any_other(manifest: Manifest) -> None:
+    """add_items (SQLite) and record bypass SQLAlchemy's parameter processing: the timestamps
+    they store must read back as datetimes, like rows SQLAlchemy writes itself."""
+    await manifest.add_items(planned(3), BASE)
+    claimed = await manifest.claim("a", 3, timedelta(minutes=5))  # written by SQLAlchemy
+    await manifest.record(
+        [Outcome(id=claimed[0].id, status=Status.DONE, url="u", attempts=1, size=5, sha256="cd")]
+    )
+    rows = {row["id"]: row for row in [r async for r in manifest.rows()]}
+    done, pending = rows[claimed[0].id], rows[claimed[1].id]
+    assert done["ref"] == planned(1)[0].ref and done["url"] == "u"
+    assert done["fetched_at"] >= done["created_at"] and done["updated_at"] == done["fetched_at"]
+    assert pending["lease_until"] > pending["created_at"] and pending["fetched_at"] is None
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite+aiosqlite:///m.db", "UPDATE t SET a = ?, b = ? WHERE id = ?"),
+        ("postgresql+asyncpg://u@h/d", "UPDATE t SET a = $1, b = $2 WHERE id = $3"),
+        ("postgresql+psycopg://u@h/d", "UPDATE t SET a = %s, b = %s WHERE id = %s"),
+    ],
+)
+def test_driver_sql_speaks_each_drivers_placeholders(url: str, expected: str) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url)  # never connects
+    assert Manifest(engine)._driver_sql("UPDATE t SET a = ?, b = ? WHERE id = ?") == expected

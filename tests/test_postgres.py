@@ -142,12 +142,15 @@ def test_a_psycopg_url_works_too(
     pytest.importorskip("psycopg")
     url = pg_url.replace("postgresql://", "postgresql+psycopg://", 1)
     common = ["--out", str(tmp_path / "m"), "--manifest", url]
-    planned_run = run_cli(
-        capsys, "plan", *common, "--dataset", "100141599", "--api-base", sim.base_url, *FAST
+    mirrored = run_cli(
+        capsys, "mirror", *common, "--dataset", "100141599", "--api-base", sim.base_url, *FAST
     )
-    assert planned_run.code == 0, planned_run.err
+    assert mirrored.code == 0, mirrored.err
     status = run_cli(capsys, "status", *common, "--json")
-    assert json.loads(status.out)["counts"]["pending"] > 0
+    counts = json.loads(status.out)["counts"]
+    assert counts["done"] > 0 and not counts.get("pending") and not counts.get("failed")
+    files = list((tmp_path / "m" / "100141599").rglob("*.jpg"))
+    assert len(files) == counts["done"]  # every result recorded through psycopg's placeholders
 
 
 @pytest.mark.parametrize("command", ["status", "ls", "worker", "db current"])
