@@ -203,8 +203,8 @@ def overhead_rows(small: Cpu, full: Cpu, n_small: int, n_full: int, rounds: int)
             "x",
             CPU_LIMIT,
         ),
-        row("minimal loop user CPU per 1,000 more images (diagnostic)", minimal_user),
-        row("allen-mirror user CPU per 1,000 more images (diagnostic)", allen_user),
+        row("minimal loop user CPU per 1,000 more images (marginal, diagnostic)", minimal_user),
+        row("allen-mirror user CPU per 1,000 more images (marginal, diagnostic)", allen_user),
     ]
 
 
