@@ -16,7 +16,6 @@ from typing import Protocol, TypeVar
 
 import aiohttp
 import anyio
-import stamina
 import structlog
 from aiolimiter import AsyncLimiter
 from yarl import URL
@@ -204,6 +203,8 @@ class ApiClient:
                 raise _GaveUp(exc, 1) from exc
             first_wait = decision if not isinstance(decision, bool) else first_backoff(s)
         await anyio.sleep(first_wait)
+        import stamina  # only runs that meet a retryable failure load the retry machinery
+
         attempts = 1
         try:
             async for attempt in stamina.retry_context(

@@ -233,10 +233,7 @@ class Pool:
                     return
                 if self.stop.requested:
                     return
-                await _send(send, await self._fetch(item))
-
-    async def _fetch(self, item: Claimed) -> Outcome:
-        return await fetch_item(self.client, self.settings.out, item)
+                await _send(send, await fetch_item(self.client, self.settings.out, item))
 
     async def _record(self, receive: MemoryObjectReceiveStream[Outcome]) -> None:
         pending: list[Outcome] = []
