@@ -11,6 +11,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,11 @@ import anyio
 from crawler.errors import StorageError
 
 PART_SUFFIX = ".part"
+# This process's part files carry a token of their own: the sweep of parts that killed runs
+# left runs beside the downloads, and a stat-then-unlink by name could otherwise delete a part
+# this run re-created under the same name in between (its item is fetched again at once).
+RUN_TOKEN = f"{os.getpid():x}{secrets.token_hex(2)}"
+OWN_SUFFIX = f".{RUN_TOKEN}{PART_SUFFIX}"
 SPILL_BYTES = 4 * 1024 * 1024  # bodies larger than this are written while they arrive
 
 
@@ -31,8 +37,8 @@ class StoredFile:
 
 
 def part_path(dest: Path) -> Path:
-    """The temporary name a file has until it is complete."""
-    return dest.with_name(dest.name + PART_SUFFIX)
+    """The temporary name a file has until it is complete (``<name>.<run token>.part``)."""
+    return dest.with_name(dest.name + OWN_SUFFIX)
 
 
 def storage_error(exc: OSError, path: Path) -> StorageError:
@@ -52,7 +58,7 @@ class PartWriter:
         # Plain strings for the system calls: pathlib's joins and conversions, a few per file,
         # cost more than the calls themselves on a fast disk.
         self.dest_name = os.fspath(dest)
-        self.part_name = self.dest_name + PART_SUFFIX
+        self.part_name = self.dest_name + OWN_SUFFIX
         self._fsync = fsync
         self._hash = hashlib.sha256()
         self._chunks: list[bytes] = []
@@ -191,13 +197,16 @@ def write_atomic(dest: Path, data: bytes, *, fsync: bool = True) -> None:
 
 
 def sweep_parts(root: Path, older_than: float) -> int:
-    """Remove ``.part`` files left by an interrupted run (older than this run's start)."""
+    """Remove ``.part`` files left by an interrupted run (older than this run's start).
+
+    This process's own parts are never touched, whatever their age.
+    """
     removed = 0
     if not root.is_dir():
         return 0
     for directory, _dirs, files in os.walk(root):
         for name in files:
-            if name.endswith(PART_SUFFIX):
+            if name.endswith(PART_SUFFIX) and not name.endswith(OWN_SUFFIX):
                 path = Path(directory, name)
                 try:
                     if path.stat().st_mtime < older_than:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from crawler.commit import LoopCommitter, ThreadCommitter
 from crawler.manifest.models import Status
 from crawler.manifest.repository import Manifest, Outcome
-from crawler.store import PartWriter, part_path
+from crawler.store import PartWriter, part_path, sweep_parts
 from tests.conftest import FAST, run_cli
 
 
@@ -84,3 +85,19 @@ def test_done_is_recorded_only_for_complete_files(
     )
     assert result.code == 0, result.err
     assert len(checked) == len(list(out.rglob("*.jpg"))) > 0
+
+
+def test_the_sweep_removes_parts_of_killed_runs_never_this_runs(tmp_path: Path) -> None:
+    """The sweep runs beside the downloads: a part this run is writing, under the name a killed
+    run's part also had, must survive it even when its clock says it is old."""
+    old = time.time() - 3600
+    dest = tmp_path / "d" / "0001_1.jpg"
+    dest.parent.mkdir()
+    killed = dest.with_name(dest.name + ".4d2a1b2c.part")  # another process's token
+    legacy = dest.with_name("0002_2.jpg.part")  # named before parts carried a token
+    ours = part_path(dest)
+    for path in (killed, legacy, ours):
+        path.write_bytes(b"partial")
+        os.utime(path, (old, old))
+    assert sweep_parts(tmp_path, older_than=time.time()) == 2
+    assert ours.exists() and not killed.exists() and not legacy.exists()
