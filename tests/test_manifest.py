@@ -87,7 +87,42 @@ def test_a_current_manifest_opens_without_importing_alembic(tmp_path: Path) -> N
         ).stdout.split()
         for _ in range(2)
     ]
-    assert runs == [["True"], ["False"]]  # migrated once, then only the stamp is read
+    assert runs == [["False"], ["False"]]  # created from the snapshot, then the stamp is read
+
+
+def _schema(path: Path) -> tuple[list[tuple[str, str, str, str | None]], list[tuple[str]]]:
+    """Every table and index as sqlite_master states it, and the stamped revision."""
+    connection = sqlite3.connect(path)
+    rows = connection.execute("select type, name, tbl_name, sql from sqlite_master").fetchall()
+    version = connection.execute("select version_num from alembic_version").fetchall()
+    connection.close()
+    return sorted(rows, key=lambda row: (row[0], row[1])), version
+
+
+async def test_the_new_manifest_snapshot_is_what_alembics_migrations_make(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from crawler.manifest import snapshot
+    from crawler.manifest.database import alembic_config
+
+    migrated = tmp_path / "migrated.sqlite"
+    engine = create_async_engine(f"sqlite+aiosqlite:///{migrated}")
+    async with engine.begin() as connection:  # every migration, one by one, as Alembic runs them
+        await connection.run_sync(lambda sync: command.upgrade(alembic_config(sync), "head"))
+    await engine.dispose()
+    created = tmp_path / "created.sqlite"
+    await (await open_manifest(f"sqlite:///{created}")).close()
+    connection = sqlite3.connect(migrated)
+    current = connection.execute(  # in creation order: tables before their indexes
+        "select sql from sqlite_master where sql is not null order by rowid"
+    ).fetchall()
+    connection.close()
+    assert snapshot.REVISION == SCHEMA_HEAD
+    assert _schema(created) == _schema(migrated), (
+        "crawler/manifest/snapshot.py is out of date; its statements are now:\n"
+        + "\n".join(repr(sql) for (sql,) in current)
+    )
 
 
 async def test_planning_is_idempotent_on_the_url(manifest: Manifest) -> None:

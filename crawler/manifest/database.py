@@ -120,10 +120,32 @@ def _stamped(connection: Connection) -> str | None:
     return str(rows[0][0]) if len(rows) == 1 else None
 
 
+def _is_empty_sqlite(connection: Connection) -> bool:
+    if connection.dialect.name != "sqlite":
+        return False
+    return not connection.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar()
+
+
+def _create_head(connection: Connection) -> None:
+    """A new SQLite manifest: the schema at SCHEMA_HEAD in one step (see ``snapshot``)."""
+    from crawler.manifest import snapshot
+
+    for statement in snapshot.SQLITE:
+        connection.exec_driver_sql(statement)
+    connection.exec_driver_sql(
+        "INSERT INTO alembic_version (version_num) VALUES (?)", (snapshot.REVISION,)
+    )
+
+
 def _upgrade(connection: Connection, revision: str = "head") -> None:
     _serialized(connection)
-    if revision == "head" and _stamped(connection) == SCHEMA_HEAD:
-        return  # the common case: nothing to migrate, so Alembic is not even imported
+    if revision == "head":
+        stamped = _stamped(connection)
+        if stamped == SCHEMA_HEAD:
+            return  # the common case: nothing to migrate, so Alembic is not even imported
+        if stamped is None and _is_empty_sqlite(connection):
+            _create_head(connection)
+            return
     from alembic import command
 
     command.upgrade(alembic_config(connection), revision)
