@@ -380,7 +380,7 @@ VERIFY_FLAG = "verify: "  # error prefix verify leaves on done items whose file 
 
 async def requeue_flagged(manifest: Manifest) -> int:
     """Done items that ``verify`` flagged go back to the queue."""
-    async with manifest.engine.begin() as connection:
+    async with manifest.begin() as connection:
         result = await connection.execute(
             update(items)
             .where(items.c.status == Status.DONE.value, items.c.error.startswith(VERIFY_FLAG))

@@ -44,7 +44,7 @@ async def flag_removed(
     """Mark items of vanished images removed; with prune, delete their files. Returns counts."""
     removed = pruned = 0
     for data_set_id, listed in listings.items():
-        async with manifest.engine.connect() as connection:
+        async with manifest.connect() as connection:
             rows = (
                 await connection.execute(
                     select(items.c.id, items.c.path, items.c.image_id).where(
@@ -63,7 +63,7 @@ async def flag_removed(
             )
         ids = [item_id for item_id, _ in gone]
         for start in range(0, len(ids), 500):
-            async with manifest.engine.begin() as connection:
+            async with manifest.begin() as connection:
                 await connection.execute(
                     update(items)
                     .where(items.c.id.in_(ids[start : start + 500]))
@@ -86,7 +86,7 @@ async def reopen_listed_again(manifest: Manifest, listings: dict[int, set[int]])
     for data_set_id, listed in listings.items():
         if not listed:
             continue
-        async with manifest.engine.begin() as connection:
+        async with manifest.begin() as connection:
             result = await connection.execute(
                 update(items)
                 .where(
@@ -102,7 +102,7 @@ async def reopen_listed_again(manifest: Manifest, listings: dict[int, set[int]])
 
 async def mark_for_recheck(manifest: Manifest, data_set_ids: list[int]) -> int:
     """Done items go back to pending, remembering their checksum to compare afterwards."""
-    async with manifest.engine.begin() as connection:
+    async with manifest.begin() as connection:
         result = await connection.execute(
             update(items)
             .where(items.c.status == Status.DONE.value, items.c.data_set_id.in_(data_set_ids))
@@ -114,7 +114,7 @@ async def mark_for_recheck(manifest: Manifest, data_set_ids: list[int]) -> int:
 async def count_changes(manifest: Manifest) -> tuple[int, int]:
     """(changed, unchanged) among rechecked items that completed; then forget old checksums."""
     rechecked = and_(items.c.status == Status.DONE.value, items.c.previous_sha256.is_not(None))
-    async with manifest.engine.begin() as connection:
+    async with manifest.begin() as connection:
         changed = (
             await connection.execute(
                 select(func.count()).where(rechecked, items.c.previous_sha256 != items.c.sha256)
@@ -131,7 +131,7 @@ async def count_changes(manifest: Manifest) -> tuple[int, int]:
 
 async def count_done(manifest: Manifest, data_set_ids: list[int]) -> int:
     """Done items of the given data sets."""
-    async with manifest.engine.connect() as connection:
+    async with manifest.connect() as connection:
         result = await connection.execute(
             select(func.count()).where(
                 items.c.status == Status.DONE.value, items.c.data_set_id.in_(data_set_ids)

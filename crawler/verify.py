@@ -124,7 +124,7 @@ async def flag_problems(manifest: Manifest, problems: list[Problem]) -> None:
     """Keep bad items done (so verify keeps reporting them) but flag them for the next mirror."""
     for start in range(0, len(problems), 500):
         chunk = problems[start : start + 500]
-        async with manifest.engine.begin() as connection:
+        async with manifest.begin() as connection:
             await connection.execute(
                 update(items)
                 .where(items.c.id == bindparam("b_id"))

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
 
+import anyio
 import pytest
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from crawler.manifest import Manifest, Status, open_manifest
 from crawler.manifest.database import SCHEMA_HEAD, async_url, head_revision
-from crawler.manifest.repository import Outcome, Tally, tally_statement
+from crawler.manifest.repository import INSERT_CHUNK, Outcome, Tally, tally_statement
 from crawler.plan import Item
 
 BASE = "http://api.test"
@@ -248,3 +250,19 @@ def test_driver_sql_speaks_each_drivers_placeholders(url: str, expected: str) ->
 
     engine = create_async_engine(url)  # never connects
     assert Manifest(engine)._driver_sql("UPDATE t SET a = ?, b = ? WHERE id = ?") == expected
+
+
+async def test_a_cancelled_plan_keeps_whole_chunks_and_leaves_no_task_behind(
+    manifest: Manifest,
+) -> None:
+    """Ctrl-C during a long plan: the chunks already written stay (items are idempotent), none
+    is cut in half, and no orphaned connection-cleanup task is left for the loop's shutdown to
+    wait on."""
+    items = planned(200_000)
+    with anyio.move_on_after(0.2):
+        await manifest.add_items(items, BASE)
+    leftovers = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    assert leftovers == []
+    pending = (await manifest.tallies())[Status.PENDING.value].items
+    assert 0 < pending < len(items) and pending % INSERT_CHUNK == 0
+    assert await manifest.add_items(items, BASE) == len(items) - pending  # the next run goes on

@@ -33,7 +33,7 @@ async def reserve(manifest: Manifest, name: str, span: float) -> float:
         .returning(rate_limits.c.next_free - span - clock)
     )
     try:
-        async with manifest.engine.begin() as connection:
+        async with manifest.begin() as connection:
             wait = (await connection.execute(statement)).scalar_one()
     except (SQLAlchemyError, OSError) as exc:
         raise ManifestError(f"manifest write failed: {getattr(exc, 'orig', exc)}") from exc

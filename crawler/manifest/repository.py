@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from sqlalchemy import DateTime, and_, case, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from crawler.errors import ManifestError
 from crawler.manifest.models import Status, items
@@ -100,6 +102,28 @@ class Manifest:
         """Release connections (and let SQLite checkpoint its WAL)."""
         await self.engine.dispose()
 
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction that a cancellation cannot cut in half.
+
+        A stopping run cancels its tasks again and again at every await (anyio's cancel scopes);
+        caught inside SQLAlchemy's commit or connection cleanup, that orphans a close task which
+        the event loop's shutdown then waits on forever. So the cancellation is taken before the
+        transaction or after it, never inside; every use is a short unit of work.
+        """
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        with anyio.CancelScope(shield=True):
+            async with self.engine.begin() as connection:
+                yield connection
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        """A read that a cancellation cannot cut in half (see ``begin``)."""
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        with anyio.CancelScope(shield=True):
+            async with self.engine.connect() as connection:
+                yield connection
+
     def now(self) -> Any:
         """The clock of leases and heartbeats: the server's on Postgres (one clock for every
         host), ours on SQLite (one host); naive UTC either way, like every stored timestamp."""
@@ -114,7 +138,7 @@ class Manifest:
         """
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
-                async with self.engine.begin() as connection:
+                async with self.begin() as connection:
                     if isinstance(statement, str):
                         return await connection.exec_driver_sql(statement, params)
                     return await connection.execute(statement, params)
@@ -164,28 +188,25 @@ class Manifest:
         statement = (
             self._insert().on_conflict_do_nothing(index_elements=["ref"]).returning(items.c.id)
         )
-        batch: list[dict[str, Any]] = []
+        iterator = iter(planned)
         try:
-            async with self.engine.begin() as connection:
-                for item in planned:
-                    batch.append(
-                        {
-                            "ref": item.ref,
-                            "url": item.url(api_base),
-                            "path": item.path,
-                            "kind": item.kind,
-                            "data_set_id": item.data_set_id,
-                            "image_id": item.image_id,
-                            "status": Status.PENDING.value,
-                            "attempts": 0,
-                            "created_at": now,
-                            "updated_at": now,
-                        }
-                    )
-                    if len(batch) >= INSERT_CHUNK:
-                        added += len((await connection.execute(statement, batch)).all())
-                        batch = []
-                if batch:
+            while chunk := list(itertools.islice(iterator, INSERT_CHUNK)):
+                batch = [
+                    {
+                        "ref": item.ref,
+                        "url": item.url(api_base),
+                        "path": item.path,
+                        "kind": item.kind,
+                        "data_set_id": item.data_set_id,
+                        "image_id": item.image_id,
+                        "status": Status.PENDING.value,
+                        "attempts": 0,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for item in chunk
+                ]
+                async with self.begin() as connection:  # a chunk per transaction: see begin()
                     added += len((await connection.execute(statement, batch)).all())
         except (SQLAlchemyError, OSError) as exc:
             raise ManifestError(f"manifest write failed: {getattr(exc, 'orig', exc)}") from exc
@@ -196,27 +217,27 @@ class Manifest:
         now = self._timestamp(utcnow())
         pending = Status.PENDING.value
         added = 0
+        iterator = iter(planned)
         try:
-            async with self.engine.begin() as connection:
-                iterator = iter(planned)
-                while chunk := list(itertools.islice(iterator, INSERT_CHUNK)):
-                    rows = [
-                        (
-                            item.ref,
-                            api_base + item.ref,
-                            item.path,
-                            item.kind,
-                            item.data_set_id,
-                            item.image_id,
-                            pending,
-                            0,
-                            now,
-                            now,
-                        )
-                        for item in chunk
-                    ]
+            while chunk := list(itertools.islice(iterator, INSERT_CHUNK)):
+                rows = [
+                    (
+                        item.ref,
+                        api_base + item.ref,
+                        item.path,
+                        item.kind,
+                        item.data_set_id,
+                        item.image_id,
+                        pending,
+                        0,
+                        now,
+                        now,
+                    )
+                    for item in chunk
+                ]
+                async with self.begin() as connection:  # a chunk per transaction: see begin()
                     result = await connection.exec_driver_sql(_INSERT_SQLITE, rows)
-                    added += max(0, int(result.rowcount or 0))
+                added += max(0, int(result.rowcount or 0))
         except (SQLAlchemyError, OSError) as exc:
             raise ManifestError(f"manifest write failed: {getattr(exc, 'orig', exc)}") from exc
         return added
@@ -253,7 +274,7 @@ class Manifest:
         """(id, path, size) of done items in id order, a chunk at a time."""
         last = 0
         while True:
-            async with self.engine.connect() as connection:
+            async with self.connect() as connection:
                 rows = (
                     await connection.execute(
                         select(items.c.id, items.c.path, items.c.size)
@@ -358,7 +379,7 @@ class Manifest:
         if self.dialect == "postgresql":
             statement = statement.add_columns(now)
         try:
-            async with self.engine.connect() as connection:
+            async with self.connect() as connection:
                 row = (await connection.execute(statement)).one()
         except (SQLAlchemyError, OSError) as exc:
             raise ManifestError(f"manifest read failed: {getattr(exc, 'orig', exc)}") from exc
@@ -416,7 +437,7 @@ class Manifest:
 
     async def _grouped(self, *, by_data_set: bool) -> dict[tuple[int | None, str], Tally]:
         statement = tally_statement(by_data_set=by_data_set)
-        async with self.engine.connect() as connection:
+        async with self.connect() as connection:
             rows = (await connection.execute(statement)).all()
         result: dict[tuple[int | None, str], Tally] = {}
         for row in rows:
@@ -433,7 +454,7 @@ class Manifest:
             condition: Any = items.c.id > last
             if status is not None:
                 condition = and_(condition, items.c.status == status)
-            async with self.engine.connect() as connection:
+            async with self.connect() as connection:
                 batch = (
                     (
                         await connection.execute(
@@ -456,7 +477,7 @@ class Manifest:
             .where(items.c.claimed_by.is_not(None))
             .group_by(items.c.claimed_by)
         )
-        async with self.engine.connect() as connection:
+        async with self.connect() as connection:
             rows = (await connection.execute(statement)).all()
         return {str(r[0]): (int(r[1]), r[2]) for r in rows}
 

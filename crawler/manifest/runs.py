@@ -21,7 +21,7 @@ async def start_run(
 ) -> int:
     """Record that a run began; returns its id."""
     try:
-        async with manifest.engine.begin() as connection:
+        async with manifest.begin() as connection:
             result = await connection.execute(
                 insert(runs)
                 .values(
@@ -52,7 +52,7 @@ async def finish_run(
 ) -> None:
     """Record how a run ended."""
     try:
-        async with manifest.engine.begin() as connection:
+        async with manifest.begin() as connection:
             await connection.execute(
                 update(runs)
                 .where(runs.c.id == run_id)
@@ -74,7 +74,7 @@ async def list_runs(manifest: Manifest, limit: int | None = None) -> list[dict[s
     statement = select(runs).order_by(runs.c.id.desc())
     if limit is not None:
         statement = statement.limit(limit)
-    async with manifest.engine.connect() as connection:
+    async with manifest.connect() as connection:
         rows = (await connection.execute(statement)).mappings().all()
     result: list[dict[str, Any]] = []
     for row in rows:

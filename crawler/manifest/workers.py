@@ -38,7 +38,7 @@ class Beat:
 
 async def _write(manifest: Manifest, statement: Any) -> None:
     try:
-        async with manifest.engine.begin() as connection:
+        async with manifest.begin() as connection:
             await connection.execute(statement)
     except (SQLAlchemyError, OSError) as exc:
         raise ManifestError(f"manifest write failed: {getattr(exc, 'orig', exc)}") from exc
@@ -96,7 +96,7 @@ async def live(manifest: Manifest, within: timedelta = LIVE_WITHIN) -> list[dict
         .order_by(workers.c.started_at, workers.c.id)
     )
     try:
-        async with manifest.engine.connect() as connection:
+        async with manifest.connect() as connection:
             rows = (await connection.execute(statement)).mappings().all()
     except (SQLAlchemyError, OSError) as exc:
         raise ManifestError(f"manifest read failed: {getattr(exc, 'orig', exc)}") from exc
