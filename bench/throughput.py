@@ -11,6 +11,7 @@ contestant runs next.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,6 +209,35 @@ def overhead_rows(small: Cpu, full: Cpu, n_small: int, n_full: int, rounds: int)
     ]
 
 
+def round_rows(smalls: Sequence[Contest], fulls: Sequence[Contest], case: str) -> list[Row]:
+    """The marginal ratio of each round on its own (both contestants, both sizes, minutes
+    apart): how far the machine moved the verdict during this run."""
+    ratios = [
+        ratio(
+            full.allen.measured.cpu - small.allen.measured.cpu,
+            full.minimal.cpu - small.minimal.cpu,
+        )
+        for small, full in zip(smalls, fulls, strict=True)
+    ]
+    ratios = [r for r in ratios if math.isfinite(r)] or [math.nan]
+    return [
+        Row(
+            "overhead",
+            case,
+            "allen-mirror / minimal loop, marginal, lowest round",
+            min(ratios),
+            "x",
+        ),
+        Row(
+            "overhead",
+            case,
+            "allen-mirror / minimal loop, marginal, highest round",
+            max(ratios),
+            "x",
+        ),
+    ]
+
+
 def run(options: Options, work: Path) -> tuple[list[Row], list[str]]:
     """Sections 1 and 2 (whichever of them `--only` selects)."""
     rows: list[Row] = []
@@ -277,6 +307,7 @@ def run(options: Options, work: Path) -> tuple[list[Row], list[str]]:
             rows += overhead_rows(
                 Cpu.least(smalls), Cpu.least(fulls), len(small_items), n, options.repeat
             )
+            rows += round_rows(smalls, fulls, rows[-1].case)
             notes.append(
                 f"Overhead: C={options.concurrency}; throughput at zero latency, best round: "
                 f"minimal loop {n / min(c.minimal_seconds for c in fulls):,.0f} images/s, "
