@@ -34,10 +34,10 @@ from crawler.store import PartWriter, StoredFile, storage_error
 
 THREADS = 2  # one can flush while the other writes and renames (they share directory locks)
 GROUP_MIN = 2  # a batch this size or larger is flushed with one syncfs per filesystem
-# Bodies up to this size are written on the event loop (local disks only): a page-cache write
-# of a few hundred kilobytes takes well under a millisecond. Larger ones are written by the
-# flushing thread, just before it flushes them.
-INLINE_BYTES = 1024 * 1024
+# Bodies up to this size are written (and hashed) on the event loop, local disks only: tiles and
+# most downsampled images, at a fraction of a millisecond each. Larger ones are written by the
+# flushing thread, just before it flushes them, so a fast link's big images never hold the loop.
+INLINE_BYTES = 256 * 1024
 
 Result = StoredFile | BaseException
 Waiter = tuple[PartWriter, "asyncio.Future[StoredFile]"]
