@@ -508,8 +508,8 @@ async def run_mirror(
 
             async def resume_checks(pool: Pool) -> None:
                 """Runs beside planning and fetching, so the first request never waits for a
-                stat of every done file (a minute at millions of files). New parts are younger
-                than ``started_wall``, so the sweep cannot take one being written."""
+                stat of every done file (a minute at millions of files). The sweep cannot take
+                a part this run writes: those carry this process's token (crawler/store.py)."""
                 report.already_done, report.reverified = await recheck_done_files(
                     manifest, settings.out, on_requeue=pool.poke
                 )

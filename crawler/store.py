@@ -128,11 +128,9 @@ class PartWriter:
         """Whether this file must reach stable storage before it is renamed into place."""
         return self._fsync
 
-    def write_rest(self) -> int:
-        """Blocking: write what is still buffered; returns the open descriptor (for syncing)."""
+    def write_rest(self) -> None:
+        """Blocking: write what is still buffered (the part file stays open for ``sync``)."""
         self._write_buffer()
-        assert self._file is not None
-        return self._file
 
     @property
     def fd(self) -> int:

@@ -167,6 +167,12 @@ def _assert_flushed_before_renamed(steps: list[tuple], dests: list[Path]) -> Non
         assert any(wrote < n < renamed for n in flushes), (dest, steps)
 
 
+def _assert_one_fsync_per_file(steps: list[tuple], dests: list[Path]) -> None:
+    _assert_flushed_before_renamed(steps, dests)
+    assert sum(1 for name, _ in steps if name == "sync") == len(dests)
+    assert not any(name == "syncfs" for name, _ in steps)
+
+
 async def _commit_many(committer: Committer, tmp_path: Path, count: int) -> list[Path]:
     dests = [tmp_path / f"g{n % 3}" / f"{n}.jpg" for n in range(count)]
 
@@ -211,9 +217,7 @@ async def test_without_group_sync_every_file_gets_its_own_fsync(
 ) -> None:
     steps = _record_steps(monkeypatch)
     dests = await _commit_many(new_committer(group_sync=False), tmp_path, 40)
-    _assert_flushed_before_renamed(steps, dests)
-    assert sum(1 for name, _ in steps if name == "sync") == len(dests)
-    assert not any(name == "syncfs" for name, _ in steps)
+    _assert_one_fsync_per_file(steps, dests)
 
 
 async def test_group_sync_false_from_the_environment_reaches_every_download(
@@ -223,9 +227,7 @@ async def test_group_sync_false_from_the_environment_reaches_every_download(
     settings = load_settings(None, {}, environ={"ALLEN_MIRROR_GROUP_SYNC": "false"})
     async with ApiClient.open(settings) as client:
         dests = await _commit_many(client.committer, tmp_path, 40)
-    _assert_flushed_before_renamed(steps, dests)
-    assert sum(1 for name, _ in steps if name == "sync") == len(dests)
-    assert not any(name == "syncfs" for name, _ in steps)
+    _assert_one_fsync_per_file(steps, dests)
 
 
 async def test_on_a_local_disk_the_loop_writes_and_renames_and_one_thread_flushes(
@@ -254,9 +256,9 @@ async def test_a_large_body_is_written_by_the_flushing_thread(
     writers: dict[str, str] = {}
     real = PartWriter.write_rest
 
-    def write_rest(self: PartWriter) -> int:
+    def write_rest(self: PartWriter) -> None:
         writers[self.dest.name] = threading.current_thread().name
-        return real(self)
+        real(self)
 
     monkeypatch.setattr(PartWriter, "write_rest", write_rest)
     committer = LoopCommitter()

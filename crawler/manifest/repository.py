@@ -179,68 +179,69 @@ class Manifest:
         return process(moment) if process is not None else moment
 
     async def add_items(self, planned: Iterable[Item], api_base: str) -> int:
-        """Record planned items; items already known (same ref) are left as they are."""
-        if self.dialect == "sqlite":
-            return await self._add_items_sqlite(planned, api_base)
-        added = 0
+        """Record planned items; items already known (same ref) are left as they are.
+
+        A chunk per transaction (see ``begin``): a stop keeps the chunks already written.
+        """
+        insert = self._insert_sqlite if self.dialect == "sqlite" else self._insert_returning
         now = utcnow()
-        # RETURNING lists only the rows really inserted: no count(*) over a growing table.
-        statement = (
-            self._insert().on_conflict_do_nothing(index_elements=["ref"]).returning(items.c.id)
-        )
+        added = 0
         iterator = iter(planned)
         try:
             while chunk := list(itertools.islice(iterator, INSERT_CHUNK)):
-                batch = [
-                    {
-                        "ref": item.ref,
-                        "url": item.url(api_base),
-                        "path": item.path,
-                        "kind": item.kind,
-                        "data_set_id": item.data_set_id,
-                        "image_id": item.image_id,
-                        "status": Status.PENDING.value,
-                        "attempts": 0,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for item in chunk
-                ]
-                async with self.begin() as connection:  # a chunk per transaction: see begin()
-                    added += len((await connection.execute(statement, batch)).all())
+                async with self.begin() as connection:
+                    added += await insert(connection, chunk, api_base, now)
         except (SQLAlchemyError, OSError) as exc:
             raise ManifestError(f"manifest write failed: {getattr(exc, 'orig', exc)}") from exc
         return added
 
-    async def _add_items_sqlite(self, planned: Iterable[Item], api_base: str) -> int:
-        """add_items as plain driver rows: SQLite counts the rows it really inserted."""
-        now = self._timestamp(utcnow())
+    async def _insert_sqlite(
+        self, connection: AsyncConnection, chunk: list[Item], api_base: str, now: datetime
+    ) -> int:
+        """Plain driver rows; SQLite counts the rows it really inserted."""
+        stamp = self._timestamp(now)
         pending = Status.PENDING.value
-        added = 0
-        iterator = iter(planned)
-        try:
-            while chunk := list(itertools.islice(iterator, INSERT_CHUNK)):
-                rows = [
-                    (
-                        item.ref,
-                        api_base + item.ref,
-                        item.path,
-                        item.kind,
-                        item.data_set_id,
-                        item.image_id,
-                        pending,
-                        0,
-                        now,
-                        now,
-                    )
-                    for item in chunk
-                ]
-                async with self.begin() as connection:  # a chunk per transaction: see begin()
-                    result = await connection.exec_driver_sql(_INSERT_SQLITE, rows)
-                added += max(0, int(result.rowcount or 0))
-        except (SQLAlchemyError, OSError) as exc:
-            raise ManifestError(f"manifest write failed: {getattr(exc, 'orig', exc)}") from exc
-        return added
+        rows = [
+            (
+                item.ref,
+                api_base + item.ref,
+                item.path,
+                item.kind,
+                item.data_set_id,
+                item.image_id,
+                pending,
+                0,
+                stamp,
+                stamp,
+            )
+            for item in chunk
+        ]
+        result = await connection.exec_driver_sql(_INSERT_SQLITE, rows)
+        return max(0, int(result.rowcount or 0))
+
+    async def _insert_returning(
+        self, connection: AsyncConnection, chunk: list[Item], api_base: str, now: datetime
+    ) -> int:
+        """RETURNING lists only the rows really inserted: no count(*) over a growing table."""
+        statement = (
+            self._insert().on_conflict_do_nothing(index_elements=["ref"]).returning(items.c.id)
+        )
+        batch = [
+            {
+                "ref": item.ref,
+                "url": item.url(api_base),
+                "path": item.path,
+                "kind": item.kind,
+                "data_set_id": item.data_set_id,
+                "image_id": item.image_id,
+                "status": Status.PENDING.value,
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for item in chunk
+        ]
+        return len((await connection.execute(statement, batch)).all())
 
     async def reopen(self, *, exclusive: bool) -> int:
         """Start a run: failed items get another chance, stale claims are released.
