@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bench import memory, scale, throughput
 from bench.options import Options, parse
-from bench.procs import BenchError
+from bench.procs import BenchError, compile_sources
 from bench.report import Row, load_average, machine, print_flush, table, write_doc
 
 
@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     work = options.workdir or Path(tempfile.mkdtemp(prefix="allen-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     load = load_average()
+    compile_sources()
     try:
         rows, notes = run(options, work)
     except BenchError as exc:

@@ -1,5 +1,9 @@
 """``python -m crawler`` is the same as the ``allen-mirror`` command."""
 
-from crawler.cli import run
+import gc
+
+gc.disable()  # start-up builds long-lived objects only; the command turns collection back on
+
+from crawler.cli import run  # noqa: E402
 
 run()

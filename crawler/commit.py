@@ -38,6 +38,14 @@ GROUP_MIN = 2  # a batch this size or larger is flushed with one syncfs per file
 # most downsampled images, at a fraction of a millisecond each. Larger ones are written by the
 # flushing thread, just before it flushes them, so a fast link's big images never hold the loop.
 INLINE_BYTES = 256 * 1024
+# A batch waits for company: it goes to the flushing thread once it holds BATCH_FILES files or
+# BATCH_BYTES of bodies, or once its first file has waited LINGER seconds. Each hand-over wakes
+# a thread and trades the GIL a few times (context switches, the largest cost of a small file
+# after the request itself), and each syncfs walks the filesystem's inodes; a batch that flushes
+# the moment the previous one returns holds a handful of files on a fast disk.
+LINGER = 0.02
+BATCH_FILES = 64
+BATCH_BYTES = 32 * 1024 * 1024
 
 Result = StoredFile | BaseException
 Waiter = tuple[PartWriter, "asyncio.Future[StoredFile]"]
@@ -169,12 +177,16 @@ class LoopCommitter:
     quiet run still gets each file flushed at once.
     """
 
-    def __init__(self, *, group_sync: bool = True) -> None:
+    def __init__(self, *, group_sync: bool = True, linger: float = LINGER) -> None:
         self._flusher = _Flusher(group_sync)
         self._queue: queue.SimpleQueue[list[Waiter] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._linger = linger
         self._gathering: list[Waiter] = []
+        self._gathered_bytes = 0  # bodies of the gathering batch still in memory
+        self._oldest = 0.0  # loop time the gathering batch's first file arrived
+        self._timer: asyncio.TimerHandle | None = None
         self._flushing = False
 
     async def commit(self, writer: PartWriter) -> StoredFile:
@@ -183,10 +195,28 @@ class LoopCommitter:
         if writer.buffered <= INLINE_BYTES and (error := _attempt(writer, writer.write_rest)):
             raise error
         future: asyncio.Future[StoredFile] = loop.create_future()
+        if not self._gathering:
+            self._oldest = loop.time()
         self._gathering.append((writer, future))
-        if not self._flushing:
-            self._send()
+        self._gathered_bytes += writer.buffered
+        self._consider()
         return await future
+
+    def _consider(self) -> None:
+        """Send the gathering batch if no flush is running and it is full or has waited long
+        enough; otherwise make sure a timer looks again when its first file has lingered."""
+        if self._flushing or not self._gathering:
+            return
+        assert self._loop is not None
+        wait = self._oldest + self._linger - self._loop.time()
+        if wait <= 0 or len(self._gathering) >= BATCH_FILES or self._gathered_bytes >= BATCH_BYTES:
+            self._send()
+        elif self._timer is None:
+            self._timer = self._loop.call_later(wait, self._lingered)
+
+    def _lingered(self) -> None:
+        self._timer = None
+        self._consider()
 
     def _start(self) -> asyncio.AbstractEventLoop:
         self._loop = asyncio.get_running_loop()
@@ -195,7 +225,11 @@ class LoopCommitter:
         return self._loop
 
     def _send(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         batch, self._gathering = self._gathering, []
+        self._gathered_bytes = 0
         self._flushing = True
         self._queue.put(batch)
 
@@ -212,10 +246,11 @@ class LoopCommitter:
         """On the event loop: rename the flushed files, answer their callers, send the next."""
         self._flushing = False
         _deliver(batch, _finish_all([writer for writer, _future in batch], errors))
-        if self._gathering:
-            self._send()
+        self._consider()
 
     def close(self) -> None:
+        if self._gathering:
+            self._send()  # what cancelled callers left behind still lands
         if self._thread is not None:
             self._queue.put(None)
             self._thread = None

@@ -43,7 +43,7 @@ RECHECK = 1.0  # seconds: how often a worker waiting on others' claims looks aga
 # its file; a second worker per slot starts the next request meanwhile. Requests in flight stay
 # capped by the client's slots (--concurrency); at 50 ms latency this took the run from 1.16x to
 # 1.07x the minimal loop (docs/BENCHMARKS.md).
-WORKERS_PER_SLOT = 2
+WORKERS_PER_SLOT = 4
 
 
 @dataclass

@@ -289,3 +289,82 @@ def test_the_committer_writes_on_the_loop_only_on_a_local_disk(
     assert isinstance(make_committer(Path("/data/lab/mirror")), ThreadCommitter)
     mountinfo.unlink()  # not Linux, or /proc not mounted: we cannot tell, so threads
     assert isinstance(make_committer(Path("/home/me/mirror")), ThreadCommitter)
+
+
+def _count_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The size of every batch the flushing thread is handed."""
+    sizes: list[int] = []
+    real = commit._Flusher.flush
+
+    def flush(self: commit._Flusher, writers, errors):  # type: ignore[no-untyped-def]
+        sizes.append(len(writers))
+        real(self, writers, errors)
+
+    monkeypatch.setattr(commit._Flusher, "flush", flush)
+    return sizes
+
+
+async def test_files_arriving_together_are_flushed_as_one_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = _count_batches(monkeypatch)
+    committer = LoopCommitter(linger=0.5)
+    bodies = {tmp_path / f"{n}.jpg": os.urandom(50 + n) for n in range(20)}
+
+    async def one(dest: Path, body: bytes, delay: float) -> None:
+        await anyio.sleep(delay)
+        await committer.commit(_writer(dest, body))
+
+    try:
+        async with anyio.create_task_group() as group:
+            for n, (dest, body) in enumerate(bodies.items()):
+                group.start_soon(one, dest, body, n * 0.005)  # over ~0.1 s, inside the linger
+    finally:
+        committer.close()
+    assert sizes == [20]
+    assert all(dest.read_bytes() == body for dest, body in bodies.items())
+
+
+async def test_a_lone_file_lands_after_the_linger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = _count_batches(monkeypatch)
+    committer = LoopCommitter(linger=0.05)
+    try:
+        with anyio.fail_after(5):
+            started = anyio.current_time()
+            await committer.commit(_writer(tmp_path / "one.jpg", b"x"))
+            waited = anyio.current_time() - started
+    finally:
+        committer.close()
+    assert sizes == [1]
+    assert waited >= 0.04  # it waited for company
+    assert (tmp_path / "one.jpg").read_bytes() == b"x"
+
+
+async def test_a_full_batch_does_not_wait_for_the_linger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = _count_batches(monkeypatch)
+    monkeypatch.setattr(commit, "BATCH_FILES", 8)
+    committer = LoopCommitter(linger=3600)
+    try:
+        with anyio.fail_after(10):  # would hang for the hour's linger
+            await _commit_many(committer, tmp_path, 16)
+    finally:
+        committer.close()
+    assert sizes == [8, 8]
+
+
+async def test_closing_sends_what_cancelled_callers_left(tmp_path: Path) -> None:
+    committer = LoopCommitter(linger=3600)
+    dest = tmp_path / "left.jpg"
+    with anyio.move_on_after(0.05):
+        await committer.commit(_writer(dest, b"left behind"))
+    assert not dest.exists()  # still gathering
+    thread = committer._thread
+    committer.close()
+    assert thread is not None
+    thread.join(timeout=10)
+    await anyio.sleep(0.05)  # the thread hands the batch back; the loop renames it
+    assert dest.read_bytes() == b"left behind"

@@ -10,7 +10,6 @@ dies loses only the window it held.
 from __future__ import annotations
 
 from sqlalchemy import Float, cast, extract, func
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import SQLAlchemyError
 
 from crawler.errors import ManifestError
@@ -22,6 +21,8 @@ async def reserve(manifest: Manifest, name: str, span: float) -> float:
     """Reserve ``span`` seconds of the budget ``name``: seconds from now until they begin."""
     if manifest.dialect != "postgresql":
         raise ManifestError("a shared rate limit needs a PostgreSQL manifest")
+    from sqlalchemy.dialects import postgresql  # only shared budgets (Postgres) need it
+
     clock = cast(extract("epoch", func.clock_timestamp()), Float)
     statement = (
         postgresql.insert(rate_limits)
