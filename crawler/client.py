@@ -194,14 +194,19 @@ class ApiClient:
         machinery for each of them costs a tenth of the event loop's time. Only a failure the
         policy calls retryable enters the retry loop. Gives up by raising _GaveUp.
         """
-        s = self.settings
         try:
             return await once(), 1
         except RemoteError as exc:
-            decision = classify(exc, retry_after_max=s.retry_after_max)
-            if decision is False or s.retries == 0:
-                raise _GaveUp(exc, 1) from exc
-            first_wait = decision if not isinstance(decision, bool) else first_backoff(s)
+            failure = exc
+        return await self._retry(failure, once)
+
+    async def _retry(self, failure: RemoteError, once: Callable[[], Awaitable[T]]) -> tuple[T, int]:
+        """After a first attempt failed with ``failure``: retry ``once`` if the policy says so."""
+        s = self.settings
+        decision = classify(failure, retry_after_max=s.retry_after_max)
+        if decision is False or s.retries == 0:
+            raise _GaveUp(failure, 1) from failure
+        first_wait = decision if not isinstance(decision, bool) else first_backoff(s)
         await anyio.sleep(first_wait)
         import stamina  # only runs that meet a retryable failure load the retry machinery
 
@@ -258,11 +263,16 @@ class ApiClient:
         StorageError is not retried: a full or read-only disk is the run's problem, not the item's.
         """
         try:
-            (stored, status), attempts = await self._attempts(
-                lambda: self._download_once(url, dest, check, image=image)
-            )
-        except _GaveUp as gave_up:
-            raise DownloadFailed(gave_up.error, gave_up.attempts) from gave_up.error
+            # The first attempt inline: one coroutine less to resume at each step of a download.
+            stored, status = await self._download_once(url, dest, check, image=image)
+            attempts = 1
+        except RemoteError as failure:
+            try:
+                (stored, status), attempts = await self._retry(
+                    failure, lambda: self._download_once(url, dest, check, image=image)
+                )
+            except _GaveUp as gave_up:
+                raise DownloadFailed(gave_up.error, gave_up.attempts) from gave_up.error
         return Fetched(stored=stored, http_status=status, attempts=attempts)
 
     async def _download_once(

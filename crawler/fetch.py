@@ -2,7 +2,8 @@
 
 The claimer takes items from the manifest under a lease; workers download them through the
 shared client (which enforces concurrency, rate and retries); the recorder commits outcomes
-in batches so the manifest is never the bottleneck. Backpressure comes from the bounded buffers.
+in batches so the manifest is never the bottleneck. Backpressure comes from the bounded stream
+of claimed items and from a cap on items claimed but not yet recorded.
 
 A heartbeat renews the leases of the items the pool holds and reports its counters to the
 ``workers`` table. When nothing is claimable but other workers still hold pending items, the
@@ -130,6 +131,15 @@ class Pool:
         self.lease = timedelta(seconds=settings.lease_seconds)
         self.held: set[int] = set()  # claimed and not yet recorded: the leases to renew
         self.planned = anyio.Event()  # poked by the planner when new items land
+        # Outcomes go from the workers to the recorder through a plain list, and the recorder
+        # wakes once per batch (full, or at the flush interval), not once per item.
+        self.outcomes: list[Outcome] = []  # fetched, not yet recorded
+        self.fetching = True
+        self._batch_ready = anyio.Event()
+        self._recorded = anyio.Event()  # set by each manifest write (the claimer may wait on it)
+        # The claimer takes no more items while this many are claimed and not yet being recorded:
+        # a slow manifest slows the fetching instead of piling up outcomes.
+        self.max_unrecorded = self.claim_size + 2 * settings.manifest_batch
 
     def poke(self) -> None:
         """New items were planned: wake an idle claimer."""
@@ -138,19 +148,20 @@ class Pool:
     async def run(self) -> FetchStats:
         """Fetch until nothing is pending (or a stop), then release what was not attempted."""
         claimed_send, claimed_receive = anyio.create_memory_object_stream[Claimed](self.batch)
-        outcome_send, outcome_receive = anyio.create_memory_object_stream[Outcome](self.batch)
         await workers.register(self.manifest, self.owner, self.command)
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(self._heartbeat)
                 async with anyio.create_task_group() as work:
+                    work.start_soon(self._record)
                     work.start_soon(self._claim, claimed_send)
-                    async with claimed_receive, outcome_send:
-                        for _ in range(self.settings.concurrency * WORKERS_PER_SLOT):
-                            work.start_soon(
-                                self._work, claimed_receive.clone(), outcome_send.clone()
-                            )
-                    work.start_soon(self._record, outcome_receive)
+                    try:
+                        async with anyio.create_task_group() as fetching, claimed_receive:
+                            for _ in range(self.settings.concurrency * WORKERS_PER_SLOT):
+                                fetching.start_soon(self._work, claimed_receive.clone())
+                    finally:
+                        self.fetching = False
+                        self._batch_ready.set()
                 group.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(10):
@@ -186,8 +197,13 @@ class Pool:
     async def _claim(self, send: MemoryObjectSendStream[Claimed]) -> None:
         async with send:
             while not self.stop.requested:
+                room = min(self.claim_size, self.max_unrecorded - len(self.held))
+                if room <= 0:
+                    with anyio.move_on_after(1.0):
+                        await self._recorded.wait()
+                    continue
                 self.planned = anyio.Event()
-                batch = await self.manifest.claim(self.owner, self.claim_size, self.lease)
+                batch = await self.manifest.claim(self.owner, room, self.lease)
                 if not batch:
                     if not self.planning_done.is_set():
                         with anyio.move_on_after(1.0):
@@ -220,12 +236,8 @@ class Pool:
             return self.settings.poll_seconds if self.follow else None
         return min(max(until, MIN_WAIT), RECHECK, self.settings.poll_seconds)
 
-    async def _work(
-        self,
-        receive: MemoryObjectReceiveStream[Claimed],
-        send: MemoryObjectSendStream[Outcome],
-    ) -> None:
-        async with receive, send:
+    async def _work(self, receive: MemoryObjectReceiveStream[Claimed]) -> None:
+        async with receive:
             while True:
                 try:
                     item = await _receive(receive)
@@ -233,44 +245,42 @@ class Pool:
                     return
                 if self.stop.requested:
                     return
-                await _send(send, await fetch_item(self.client, self.settings.out, item))
+                outcome = await fetch_item(self.client, self.settings.out, item)
+                self.outcomes.append(outcome)
+                self._count(outcome)
+                if len(self.outcomes) >= self.settings.manifest_batch:
+                    self._batch_ready.set()
 
-    async def _record(self, receive: MemoryObjectReceiveStream[Outcome]) -> None:
-        pending: list[Outcome] = []
-        flush_every = self.settings.manifest_flush_seconds
-        deadline = time.monotonic() + flush_every
+    async def _record(self) -> None:
+        """Write outcomes in batches: when one is full, at the flush interval, and at the end."""
         try:
-            async with receive:
-                while True:
-                    outcome = None
-                    with anyio.move_on_after(max(0.0, deadline - time.monotonic())):
-                        try:
-                            outcome = await receive.receive()
-                        except anyio.EndOfStream:
-                            break
-                    if outcome is not None:
-                        pending.append(outcome)
-                        self._count(outcome)
-                        # Take whatever else is ready without another timed wait.
-                        while len(pending) < self.settings.manifest_batch:
-                            try:
-                                ready = receive.receive_nowait()
-                            except (anyio.WouldBlock, anyio.EndOfStream):
-                                break
-                            pending.append(ready)
-                            self._count(ready)
-                    if len(pending) >= self.settings.manifest_batch or (
-                        time.monotonic() >= deadline
-                    ):
-                        # Forgotten before the write, so a heartbeat in between cannot take
-                        # the released claims for lost leases.
-                        self.held.difference_update(recorded.id for recorded in pending)
-                        await self.manifest.record(pending)
-                        pending = []
-                        deadline = time.monotonic() + flush_every
+            while self.fetching or self.outcomes:
+                if self.fetching and len(self.outcomes) < self.settings.manifest_batch:
+                    with anyio.move_on_after(self.settings.manifest_flush_seconds):
+                        await self._batch_ready.wait()
+                self._batch_ready = anyio.Event()
+                await self._write_outcomes()
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(10):
-                await self.manifest.record(pending)
+                while self.outcomes:
+                    await self._write_outcomes()
+
+    async def _write_outcomes(self) -> None:
+        """Record up to one batch of outcomes (``manifest_batch``), the oldest first."""
+        size = self.settings.manifest_batch
+        pending, self.outcomes = self.outcomes[:size], self.outcomes[size:]
+        if not pending:
+            return
+        # Forgotten before the write, so a heartbeat in between cannot take the released
+        # claims for lost leases.
+        self.held.difference_update(recorded.id for recorded in pending)
+        try:
+            await self.manifest.record(pending)
+        except BaseException:
+            self.outcomes = pending + self.outcomes  # the final attempt tries them again
+            raise
+        self._recorded.set()
+        self._recorded = anyio.Event()
 
     def _count(self, outcome: Outcome) -> None:
         if outcome.status is Status.DONE:

@@ -6,6 +6,7 @@ are zips; unionizes are not downloads at all but paged RMA rows (crawler/extras.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from pathlib import Path
 
 from crawler import validate
@@ -39,9 +40,13 @@ def body_check(kind: str) -> tuple[BodyCheck, bool]:
     return (check, False) if check is not None else (check_jpeg_body, True)
 
 
-async def fetch(client: ApiClient, item: Claimed, url: str, dest: Path) -> Fetched:
-    """Fetch one claimed item into ``dest``; raises DownloadFailed when it gives up."""
+def fetch(client: ApiClient, item: Claimed, url: str, dest: Path) -> Awaitable[Fetched]:
+    """Fetch one claimed item into ``dest``; raises DownloadFailed when it gives up.
+
+    Returns the download's own coroutine rather than awaiting it: one frame less to resume at
+    every step of every download.
+    """
     if item.kind == UNIONIZES:
-        return await fetch_unionizes(client, item.data_set_id, dest)
+        return fetch_unionizes(client, item.data_set_id, dest)
     check, image = body_check(item.kind)
-    return await client.download(url, dest, check, image=image)
+    return client.download(url, dest, check, image=image)

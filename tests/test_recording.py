@@ -1,0 +1,105 @@
+"""Outcomes reach the manifest in batches, and a slow manifest slows the claims down."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import anyio
+import pytest
+
+from crawler.manifest.models import Status
+from crawler.manifest.repository import Claimed, Manifest, Outcome
+from crawler.simulator import SimulatorConfig, ThreadedSimulator, serve_in_thread
+from tests.conftest import FAST, run_cli, small_catalogue
+
+
+@pytest.fixture
+def sim() -> Iterator[ThreadedSimulator]:
+    """A data set of some 150 images: enough items for several claims and batches."""
+    with serve_in_thread(small_catalogue(160), SimulatorConfig()) as handle:
+        yield handle
+
+
+def test_a_slow_manifest_holds_back_the_claims(
+    sim: ThreadedSimulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Items claimed and not yet being recorded never exceed one claim plus two batches,
+    however slowly the manifest writes (here 0.1 s per batch of 5, against downloads of a
+    millisecond); one more batch is in the write itself."""
+    monkeypatch.setenv("ALLEN_MIRROR_MANIFEST_BATCH", "5")
+    unrecorded, peak, batches = 0, 0, []
+    claim, record = Manifest.claim, Manifest.record
+
+    async def counting_claim(
+        self: Manifest, owner: str, limit: int, lease: timedelta
+    ) -> list[Claimed]:
+        nonlocal unrecorded, peak
+        claimed = await claim(self, owner, limit, lease)
+        unrecorded += len(claimed)
+        peak = max(peak, unrecorded)
+        return claimed
+
+    async def slow_record(self: Manifest, outcomes: list[Outcome]) -> None:
+        nonlocal unrecorded
+        if outcomes:
+            await anyio.sleep(0.1)
+        await record(self, outcomes)
+        unrecorded -= len(outcomes)
+        batches.append(len(outcomes))
+
+    monkeypatch.setattr(Manifest, "claim", counting_claim)
+    monkeypatch.setattr(Manifest, "record", slow_record)
+    out = tmp_path / "m"
+    result = run_cli(
+        capsys,
+        "mirror",
+        "--dataset",
+        "100141599",
+        "--out",
+        str(out),
+        "--api-base",
+        sim.base_url,
+        "--concurrency",
+        "1",
+        *FAST,
+    )
+    assert result.code == 0, result.err
+    files = len(list(out.rglob("*.jpg")))
+    assert files > 100 and sum(batches) == files
+    claim_size = 4 * 16  # --concurrency 1: 16 buffered items, a pool alone claims four times that
+    assert all(size <= 5 for size in batches)
+    # Without the cap every item is claimed long before most are recorded.
+    assert 0 < peak <= claim_size + 2 * 5 + 5 < files
+    assert unrecorded == 0
+
+
+def test_outcomes_are_written_in_batches_not_one_by_one(
+    sim: ThreadedSimulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ALLEN_MIRROR_MANIFEST_BATCH", "40")
+    batches: list[list[Status]] = []
+    record = Manifest.record
+
+    async def counting_record(self: Manifest, outcomes: list[Outcome]) -> None:
+        batches.append([outcome.status for outcome in outcomes])
+        await record(self, outcomes)
+
+    monkeypatch.setattr(Manifest, "record", counting_record)
+    out = tmp_path / "m"
+    result = run_cli(
+        capsys, "mirror", "--dataset", "100141599", "--out", str(out), "--api-base", sim.base_url
+    )
+    assert result.code == 0, result.err
+    written = [batch for batch in batches if batch]
+    files = len(list(out.rglob("*.jpg")))
+    assert sum(len(batch) for batch in written) == files > 100
+    assert all(len(batch) <= 40 for batch in written)
+    assert len(written) < files / 5  # full batches, bar those cut by the flush interval
