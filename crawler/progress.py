@@ -5,17 +5,10 @@ from __future__ import annotations
 import sys
 import time
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.filesize import decimal
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 class RunProgress:
@@ -32,6 +25,16 @@ class RunProgress:
 
     def __enter__(self) -> RunProgress:
         if self.enabled:
+            # Imported here: runs without a terminal (cron jobs, the benchmarks) never draw one.
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
             self._progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
@@ -65,6 +68,8 @@ class RunProgress:
     def advance(self, items: int = 1, nbytes: int = 0) -> None:
         """Count finished items and their bytes."""
         if self._progress is not None and self._task is not None:
+            from rich.filesize import decimal
+
             self._bytes += nbytes
             self._items += items
             elapsed = max(time.monotonic() - self._started, 1e-6)

@@ -12,10 +12,11 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from crawler.manifest.models import Base
+from crawler.manifest.models import add_postgresql_clauses, metadata
 
 config = context.config
-target_metadata = Base.metadata
+add_postgresql_clauses()
+target_metadata = metadata
 
 
 def _run(connection: Connection) -> None:

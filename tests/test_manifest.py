@@ -266,3 +266,27 @@ async def test_a_cancelled_plan_keeps_whole_chunks_and_leaves_no_task_behind(
     pending = (await manifest.tallies())[Status.PENDING.value].items
     assert 0 < pending < len(items) and pending % INSERT_CHUNK == 0
     assert await manifest.add_items(items, BASE) == len(items) - pending  # the next run goes on
+
+
+async def differences_from_the_tables(url: str) -> list[object]:
+    """What Alembic's autogenerate would change to make a migrated manifest match models.py."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from crawler.manifest.database import create_engine, upgrade
+    from crawler.manifest.models import add_postgresql_clauses, metadata
+
+    await upgrade(url)
+    add_postgresql_clauses()
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(
+                lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
+            )
+    finally:
+        await engine.dispose()
+
+
+async def test_the_tables_are_what_the_migrations_make(tmp_path: Path) -> None:
+    assert await differences_from_the_tables(f"sqlite:///{tmp_path / 'm.sqlite'}") == []

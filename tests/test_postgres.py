@@ -164,3 +164,9 @@ def test_an_unreachable_postgres_is_one_line(
     assert len(lines) == 1, result.err
     assert lines[0].startswith("allen-mirror: error: cannot ") and "127.0.0.1:1" in lines[0]
     assert "Traceback" not in result.err
+
+
+async def test_the_tables_are_what_the_migrations_make_on_postgresql(pg_url: str) -> None:
+    from tests.test_manifest import differences_from_the_tables
+
+    assert await differences_from_the_tables(pg_url) == []
