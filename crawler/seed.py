@@ -184,16 +184,18 @@ async def fetch_atlas_images(
     return sorted(rows, key=lambda r: (int(r.get("section_number") or 0), int(r["id"])))
 
 
+_SORTED = json.JSONEncoder(sort_keys=True)
+
+
 def rows_document(head: dict[str, Any], key: str, rows: list[dict[str, Any]]) -> bytes:
     """A JSON object whose ``key`` lists ``rows`` one per line: readable, and grep finds an id.
 
     ``json.dumps(indent=...)`` would be as readable but runs the pure-Python encoder, about a
     second of CPU per 5,000 images; each line here goes through the C encoder.
     """
-    fields = [
-        f"{json.dumps(name)}: {json.dumps(value, sort_keys=True)}" for name, value in head.items()
-    ]
-    lines = ",\n".join(json.dumps(row, sort_keys=True) for row in rows)
+    encode = _SORTED.encode  # one encoder for every row: json.dumps(sort_keys=True) makes one each
+    fields = [f"{json.dumps(name)}: {encode(value)}" for name, value in head.items()]
+    lines = ",\n".join(encode(row) for row in rows)
     return ("{" + ", ".join(fields) + f", {json.dumps(key)}: [\n{lines}\n]}}\n").encode()
 
 
