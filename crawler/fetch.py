@@ -32,6 +32,7 @@ from crawler.client import ApiClient, DownloadFailed
 from crawler.config import Settings
 from crawler.manifest import Manifest, Status, workers
 from crawler.manifest.repository import Claimed, Outcome
+from crawler.store import sweep_parts
 
 log = structlog.get_logger("crawler.fetch")
 
@@ -128,6 +129,7 @@ class Pool:
         # output lock) takes four times more per claim, a quarter of the claims' cost per item;
         # pools that share a manifest take less, so the last items spread over every worker.
         self.claim_size = self.batch * 4 if exclusive else self.batch
+        self.exclusive = exclusive
         self.lease = timedelta(seconds=settings.lease_seconds)
         self.held: set[int] = set()  # claimed and not yet recorded: the leases to renew
         self.planned = anyio.Event()  # poked by the planner when new items land
@@ -209,8 +211,11 @@ class Pool:
                         with anyio.move_on_after(1.0):
                             await self.planned.wait()
                         continue
+                    drained_at = time.time()
                     wait = await self._idle_wait()
                     if wait is None:
+                        if not self.exclusive:
+                            await self._sweep_orphaned_parts(drained_at)
                         return
                     with anyio.move_on_after(wait):
                         await self.stop.event.wait()
@@ -223,6 +228,17 @@ class Pool:
                         await _send(send, item)
                     except anyio.BrokenResourceError:
                         return  # every worker has stopped
+
+    async def _sweep_orphaned_parts(self, drained_at: float) -> None:
+        """A shared manifest with nothing pending outside our own claims: no other live worker
+        is writing a file, so part files other processes left (a killed worker's) are garbage.
+
+        Parts newer than the moment the manifest was seen drained are spared: a worker that
+        claimed an item planned since then may be writing it. Our own carry our token.
+        """
+        removed = await anyio.to_thread.run_sync(sweep_parts, self.settings.out, drained_at)
+        if removed:
+            log.info("parts.swept", removed=removed)
 
     async def _idle_wait(self) -> float | None:
         """Nothing to claim: how long to wait before trying again, or None to leave.

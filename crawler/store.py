@@ -195,8 +195,10 @@ def write_atomic(dest: Path, data: bytes, *, fsync: bool = True) -> None:
 
 
 def sweep_parts(root: Path, older_than: float) -> int:
-    """Remove ``.part`` files left by an interrupted run (older than this run's start).
+    """Remove ``.part`` files other processes left, modified before ``older_than``.
 
+    Callers pass a moment after which no other live process can have started one: this run's
+    start (a mirror alone on its manifest), or the moment a shared manifest was seen drained.
     This process's own parts are never touched, whatever their age.
     """
     removed = 0

@@ -7,6 +7,7 @@ simulator's per-URL counters and arrival times.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -327,3 +328,29 @@ async def test_limiters_sharing_one_budget_keep_to_its_rate() -> None:
         for n in range(75):
             group.start_soon(request, limiters[n % 3])
     assert requests_per_second(sent, trim=0.0) == pytest.approx(rate, rel=0.1)
+
+
+def test_a_drained_worker_sweeps_the_parts_dead_workers_left(
+    slow_sim: ThreadedSimulator,
+    pg_url: str,
+    spawn: Spawn,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Once nothing is pending or held by others, no live worker is writing: parts under other
+    processes' tokens are garbage. A part newer than that moment is spared."""
+    out = tmp_path / "m"
+    plan(capsys, slow_sim, out, pg_url)
+    orphan = out / "100141599" / "section" / "ds4" / "0001_1.jpg.dead0001.part"
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(b"half an image")
+    future = orphan.with_name("0002_2.jpg.dead0002.part")
+    future.write_bytes(b"a part from after the drain")
+    later = time.time() + 3600
+    os.utime(future, (later, later))
+    err = finish(spawn(slow_sim, out, pg_url, "--concurrency", "4"))
+    assert not orphan.exists()
+    assert future.exists()
+    assert '"parts.swept"' in err
+    future.unlink()
+    assert_mirror_is_exact(slow_sim, out, pg_url)
