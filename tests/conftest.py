@@ -60,6 +60,20 @@ def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> Result:
     return Result(code, captured.out, captured.err)
 
 
+def mirror_data_set(
+    capsys: pytest.CaptureFixture[str],
+    sim: ThreadedSimulator,
+    out: Path,
+    *extra: str,
+    data_set: str = "100141599",
+) -> Result:
+    """``allen-mirror mirror --dataset ID --out OUT --api-base SIM ...`` in-process."""
+    return run_cli(
+        capsys, "mirror", "--dataset", data_set, "--out", str(out), "--api-base", sim.base_url,
+        *extra,
+    )  # fmt: skip
+
+
 def run_subprocess(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> Result:
     """Run ``python -m crawler`` in a real subprocess."""
     completed = subprocess.run(

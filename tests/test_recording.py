@@ -12,7 +12,7 @@ import pytest
 from crawler.manifest.models import Status
 from crawler.manifest.repository import Claimed, Manifest, Outcome
 from crawler.simulator import SimulatorConfig, ThreadedSimulator, serve_in_thread
-from tests.conftest import FAST, run_cli, small_catalogue
+from tests.conftest import FAST, mirror_data_set, small_catalogue
 
 
 @pytest.fixture
@@ -55,19 +55,7 @@ def test_a_slow_manifest_holds_back_the_claims(
     monkeypatch.setattr(Manifest, "claim", counting_claim)
     monkeypatch.setattr(Manifest, "record", slow_record)
     out = tmp_path / "m"
-    result = run_cli(
-        capsys,
-        "mirror",
-        "--dataset",
-        "100141599",
-        "--out",
-        str(out),
-        "--api-base",
-        sim.base_url,
-        "--concurrency",
-        "1",
-        *FAST,
-    )
+    result = mirror_data_set(capsys, sim, out, "--concurrency", "1", *FAST)
     assert result.code == 0, result.err
     files = len(list(out.rglob("*.jpg")))
     assert files > 100 and sum(batches) == files
@@ -94,9 +82,7 @@ def test_outcomes_are_written_in_batches_not_one_by_one(
 
     monkeypatch.setattr(Manifest, "record", counting_record)
     out = tmp_path / "m"
-    result = run_cli(
-        capsys, "mirror", "--dataset", "100141599", "--out", str(out), "--api-base", sim.base_url
-    )
+    result = mirror_data_set(capsys, sim, out)
     assert result.code == 0, result.err
     written = [batch for batch in batches if batch]
     files = len(list(out.rglob("*.jpg")))
