@@ -222,7 +222,7 @@ def _settings(config: Path | None, **flags: Any) -> Settings:
 def _collect_from_here() -> None:
     """Start-up is over: turn the cyclic garbage collector (off since ``main``) back on.
 
-    Start-up allocates ~80,000 objects that live as long as the process (SQLAlchemy's,
+    Start-up allocates ~100,000 objects that live as long as the process (SQLAlchemy's,
     aiohttp's and structlog's module graphs); collecting while they are created cost a tenth of
     start-up and found nothing. Freezing them keeps every later collection from re-scanning them.
     """

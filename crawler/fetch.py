@@ -42,9 +42,10 @@ HEARTBEAT = 5.0  # seconds between heartbeats (and lease renewals), or lease / 3
 MIN_WAIT = 0.05  # seconds: the shortest pause before claiming again
 RECHECK = 1.0  # seconds: how often a worker waiting on others' claims looks again
 # A worker holds a request slot only while its request runs, then waits for the group commit of
-# its file; a second worker per slot starts the next request meanwhile. Requests in flight stay
-# capped by the client's slots (--concurrency); at 50 ms latency this took the run from 1.16x to
-# 1.07x the minimal loop (docs/BENCHMARKS.md).
+# its file (which may linger up to 20 ms for company, crawler/commit.py); the other workers of
+# its slot start the next requests meanwhile. Requests in flight stay capped by the client's
+# slots (--concurrency); a second worker per slot took the 50 ms run from 1.16x to 1.07x the
+# minimal loop, four keep the slots busy while batches linger (docs/BENCHMARKS.md).
 WORKERS_PER_SLOT = 4
 
 
