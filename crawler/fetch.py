@@ -32,7 +32,7 @@ from crawler.client import ApiClient, DownloadFailed
 from crawler.config import Settings
 from crawler.manifest import Manifest, Status, workers
 from crawler.manifest.repository import Claimed, Outcome
-from crawler.store import sweep_parts
+from crawler.store import filesystem_now, sweep_parts
 
 log = structlog.get_logger("crawler.fetch")
 
@@ -212,10 +212,12 @@ class Pool:
                         with anyio.move_on_after(1.0):
                             await self.planned.wait()
                         continue
-                    drained_at = time.time()
+                    # Shared manifests: the moment, by the files' own clock, the queue may be
+                    # seen drained (parts newer than that are spared by the sweep).
+                    drained_at = None if self.exclusive else await self._files_now()
                     wait = await self._idle_wait()
                     if wait is None:
-                        if not self.exclusive:
+                        if drained_at is not None:
                             await self._sweep_orphaned_parts(drained_at)
                         return
                     with anyio.move_on_after(wait):
@@ -229,6 +231,13 @@ class Pool:
                         await _send(send, item)
                     except anyio.BrokenResourceError:
                         return  # every worker has stopped
+
+    async def _files_now(self) -> float | None:
+        """The filesystem's clock under OUT (None if OUT cannot be written: no sweep then)."""
+        try:
+            return await anyio.to_thread.run_sync(filesystem_now, self.settings.out)
+        except OSError:
+            return None
 
     async def _sweep_orphaned_parts(self, drained_at: float) -> None:
         """A shared manifest with nothing pending outside our own claims: no other live worker

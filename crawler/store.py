@@ -194,6 +194,19 @@ def write_atomic(dest: Path, data: bytes, *, fsync: bool = True) -> None:
         raise storage_error(exc, dest) from exc
 
 
+def filesystem_now(root: Path) -> float:
+    """The current time by the clock that stamps files under ``root``: the mtime of a marker file
+    created and removed at once. On a network filesystem the server sets modification times,
+    so comparing them with this host's clock would be off by the two clocks' skew."""
+    marker = root / f".allen-mirror-clock{OWN_SUFFIX}"
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        marker.touch()
+        return marker.stat().st_mtime
+    finally:
+        marker.unlink(missing_ok=True)
+
+
 def sweep_parts(root: Path, older_than: float) -> int:
     """Remove ``.part`` files other processes left, modified before ``older_than``.
 

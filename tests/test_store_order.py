@@ -12,7 +12,7 @@ import pytest
 from crawler.commit import LoopCommitter, ThreadCommitter
 from crawler.manifest.models import Status
 from crawler.manifest.repository import Manifest, Outcome
-from crawler.store import PartWriter, part_path, sweep_parts
+from crawler.store import PartWriter, filesystem_now, part_path, sweep_parts
 from tests.conftest import FAST, run_cli
 
 
@@ -101,3 +101,16 @@ def test_the_sweep_removes_parts_of_killed_runs_never_this_runs(tmp_path: Path) 
         os.utime(path, (old, old))
     assert sweep_parts(tmp_path, older_than=time.time()) == 2
     assert ours.exists() and not killed.exists() and not legacy.exists()
+
+
+def test_the_filesystem_clock_is_read_off_a_file_it_stamps(tmp_path: Path) -> None:
+    """A network filesystem stamps files with its server's clock: sweeps compare part files'
+    mtimes with a marker's, not with this host's clock, and leave no marker behind."""
+    before = time.time()
+    stamped = filesystem_now(tmp_path / "out")
+    assert abs(stamped - before) < 5  # the same clock here, on a local disk
+    assert list((tmp_path / "out").iterdir()) == []
+    old = tmp_path / "out" / "a.jpg.dead0001.part"
+    old.write_bytes(b"x")
+    os.utime(old, (stamped - 10, stamped - 10))
+    assert sweep_parts(tmp_path / "out", filesystem_now(tmp_path / "out")) == 1
