@@ -221,20 +221,8 @@ def round_rows(smalls: Sequence[Contest], fulls: Sequence[Contest], case: str) -
     ]
     ratios = [r for r in ratios if math.isfinite(r)] or [math.nan]
     return [
-        Row(
-            "overhead",
-            case,
-            "allen-mirror / minimal loop, marginal, lowest round",
-            min(ratios),
-            "x",
-        ),
-        Row(
-            "overhead",
-            case,
-            "allen-mirror / minimal loop, marginal, highest round",
-            max(ratios),
-            "x",
-        ),
+        Row("overhead", case, f"allen-mirror / minimal loop, marginal, {which} round", value, "x")
+        for which, value in (("lowest", min(ratios)), ("highest", max(ratios)))
     ]
 
 

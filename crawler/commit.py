@@ -173,8 +173,9 @@ def _post(loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *arg
 class LoopCommitter:
     """Local disks: the event loop writes small bodies and renames them; one thread flushes.
 
-    While one batch is being flushed the next gathers, so the batch grows with the load and a
-    quiet run still gets each file flushed at once.
+    While one batch is being flushed the next gathers; it goes out once the flush is done and it
+    is full or its first file has waited ``linger`` seconds, so a quiet run's file waits at most
+    that long and a busy run's batches grow with the load.
     """
 
     def __init__(self, *, group_sync: bool = True, linger: float = LINGER) -> None:

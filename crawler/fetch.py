@@ -212,13 +212,10 @@ class Pool:
                         with anyio.move_on_after(1.0):
                             await self.planned.wait()
                         continue
-                    # Shared manifests: the moment, by the files' own clock, the queue may be
-                    # seen drained (parts newer than that are spared by the sweep).
-                    drained_at = None if self.exclusive else await self._files_now()
                     wait = await self._idle_wait()
                     if wait is None:
-                        if drained_at is not None:
-                            await self._sweep_orphaned_parts(drained_at)
+                        if not self.exclusive:
+                            await self._sweep_orphaned_parts()
                         return
                     with anyio.move_on_after(wait):
                         await self.stop.event.wait()
@@ -232,20 +229,22 @@ class Pool:
                     except anyio.BrokenResourceError:
                         return  # every worker has stopped
 
-    async def _files_now(self) -> float | None:
-        """The filesystem's clock under OUT (None if OUT cannot be written: no sweep then)."""
-        try:
-            return await anyio.to_thread.run_sync(filesystem_now, self.settings.out)
-        except OSError:
-            return None
-
-    async def _sweep_orphaned_parts(self, drained_at: float) -> None:
+    async def _sweep_orphaned_parts(self) -> None:
         """A shared manifest with nothing pending outside our own claims: no other live worker
         is writing a file, so part files other processes left (a killed worker's) are garbage.
 
-        Parts newer than the moment the manifest was seen drained are spared: a worker that
-        claimed an item planned since then may be writing it. Our own carry our token.
+        "Now" is read off the files' own clock (an NFS server stamps them, not this host), then
+        the manifest is asked once more: a part modified before that moment, with the queue
+        still drained after it, has no live writer (a writer holds its claim until it records).
+        Newer parts are spared: a worker that claimed an item planned since may be writing it.
+        Our own parts carry our token.
         """
+        try:
+            drained_at = await anyio.to_thread.run_sync(filesystem_now, self.settings.out)
+        except OSError:
+            return  # OUT cannot be written: nothing to sweep there either
+        if await self.manifest.next_claimable(self.owner) is not None:
+            return  # new items since: the next worker to find the queue drained sweeps
         removed = await anyio.to_thread.run_sync(sweep_parts, self.settings.out, drained_at)
         if removed:
             log.info("parts.swept", removed=removed)

@@ -148,16 +148,6 @@ class Manifest:
                 raise ManifestError(f"manifest write failed: {getattr(exc, 'orig', exc)}") from exc
         raise AssertionError("unreachable")
 
-    def _insert(self) -> Any:
-        # Imported here: SQLite manifests never load the PostgreSQL dialect (40 ms of start-up).
-        if self.dialect == "postgresql":
-            from sqlalchemy.dialects import postgresql
-
-            return postgresql.insert(items)
-        from sqlalchemy.dialects import sqlite
-
-        return sqlite.insert(items)
-
     def _driver_sql(self, template: str) -> str:
         """``template`` with each ``?`` in the driver's own placeholder style.
 
@@ -188,7 +178,7 @@ class Manifest:
 
         A chunk per transaction (see ``begin``): a stop keeps the chunks already written.
         """
-        insert = self._insert_sqlite if self.dialect == "sqlite" else self._insert_returning
+        insert = self._insert_sqlite if self.dialect == "sqlite" else self._insert_postgresql
         now = utcnow()
         added = 0
         iterator = iter(planned)
@@ -224,12 +214,17 @@ class Manifest:
         result = await connection.exec_driver_sql(_INSERT_SQLITE, rows)
         return max(0, int(result.rowcount or 0))
 
-    async def _insert_returning(
+    async def _insert_postgresql(
         self, connection: AsyncConnection, chunk: list[Item], api_base: str, now: datetime
     ) -> int:
         """RETURNING lists only the rows really inserted: no count(*) over a growing table."""
+        # Imported here: SQLite manifests never load the PostgreSQL dialect.
+        from sqlalchemy.dialects import postgresql
+
         statement = (
-            self._insert().on_conflict_do_nothing(index_elements=["ref"]).returning(items.c.id)
+            postgresql.insert(items)
+            .on_conflict_do_nothing(index_elements=["ref"])
+            .returning(items.c.id)
         )
         batch = [
             {
