@@ -1,9 +1,10 @@
-"""Fetching: one task group, a bounded stream of claimed items, N workers, one batching recorder.
+"""Fetching: one task group, a queue of claimed items, N workers, one batching recorder.
 
-The claimer takes items from the manifest under a lease; workers download them through the
-shared client (which enforces concurrency, rate and retries); the recorder commits outcomes
-in batches so the manifest is never the bottleneck. Backpressure comes from the bounded stream
-of claimed items and from a cap on items claimed but not yet recorded.
+The claimer takes items from the manifest under a lease (a pool alone on its manifest needs no
+lease: it reads pending items in id order); workers download them through the shared client
+(which enforces concurrency, rate and retries); the recorder commits outcomes in batches so the
+manifest is never the bottleneck. Backpressure: the claimer claims again only once the workers
+have taken most of the queue, and holds back while too many items are claimed but unrecorded.
 
 A heartbeat renews the leases of the items the pool holds and reports its counters to the
 ``workers`` table. When nothing is claimable but other workers still hold pending items, the
@@ -17,15 +18,14 @@ import math
 import os
 import signal
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
 
 import anyio
 import structlog
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from crawler import kinds
 from crawler.client import ApiClient, DownloadFailed
@@ -35,8 +35,6 @@ from crawler.manifest.repository import Claimed, Outcome
 from crawler.store import filesystem_now, sweep_parts
 
 log = structlog.get_logger("crawler.fetch")
-
-T = TypeVar("T")
 
 HEARTBEAT = 5.0  # seconds between heartbeats (and lease renewals), or lease / 3 if shorter
 MIN_WAIT = 0.05  # seconds: the shortest pause before claiming again
@@ -125,14 +123,25 @@ class Pool:
         self.command = command
         self.follow = follow  # keep polling for new items instead of leaving when drained
         self.stats = FetchStats()
-        self.batch = max(16, settings.concurrency * 4)  # claimed items buffered for the workers
+        self.batch = max(16, settings.concurrency * 4)  # claim again once fewer are queued
         # Items taken per claim. A pool alone on its manifest (``exclusive``: SQLite, under the
         # output lock) takes four times more per claim, a quarter of the claims' cost per item;
         # pools that share a manifest take less, so the last items spread over every worker.
         self.claim_size = self.batch * 4 if exclusive else self.batch
+        # A pool alone on its manifest needs no lease: nobody else claims, and a killed run's
+        # items are simply pending next time. It reads pending items in id order past the
+        # highest id it took (``_high``), which spares a row update and an index entry per item.
         self.exclusive = exclusive
         self.lease = timedelta(seconds=settings.lease_seconds)
         self.held: set[int] = set()  # claimed and not yet recorded: the leases to renew
+        self._high = 0  # exclusive: the highest id taken so far
+        # Claimed items wait for a worker in a plain deque: a worker that finds one waiting takes
+        # it without a trip through the event loop (a memory stream's receive() cost a tenth of
+        # the loop's time per item).
+        self.queue: deque[Claimed] = deque()
+        self.claiming = True  # the claimer may still add items
+        self._claimed = anyio.Event()  # set when items are queued or the claimer ends
+        self._taken = anyio.Event()  # set when the queue runs low or a worker leaves
         self.planned = anyio.Event()  # poked by the planner when new items land
         # Outcomes go from the workers to the recorder through a plain list, and the recorder
         # wakes once per batch (full, or at the flush interval), not once per item.
@@ -150,18 +159,17 @@ class Pool:
 
     async def run(self) -> FetchStats:
         """Fetch until nothing is pending (or a stop), then release what was not attempted."""
-        claimed_send, claimed_receive = anyio.create_memory_object_stream[Claimed](self.batch)
         await workers.register(self.manifest, self.owner, self.command)
         try:
             async with anyio.create_task_group() as group:
                 group.start_soon(self._heartbeat)
                 async with anyio.create_task_group() as work:
                     work.start_soon(self._record)
-                    work.start_soon(self._claim, claimed_send)
+                    work.start_soon(self._claim)
                     try:
-                        async with anyio.create_task_group() as fetching, claimed_receive:
+                        async with anyio.create_task_group() as fetching:
                             for _ in range(self.settings.concurrency * WORKERS_PER_SLOT):
-                                fetching.start_soon(self._work, claimed_receive.clone())
+                                fetching.start_soon(self._work)
                     finally:
                         self.fetching = False
                         self._batch_ready.set()
@@ -187,18 +195,19 @@ class Pool:
         last_requests, last_time = self.client.requests, time.monotonic()
         while True:
             await anyio.sleep(interval)
-            held = sorted(self.held)
-            renewed = await self.manifest.renew(self.owner, self.lease, held)
-            still_held = len(self.held.intersection(held))
-            if renewed < still_held:
-                log.warning("lease.lost", owner=self.owner, held=still_held, renewed=renewed)
+            if not self.exclusive:  # an exclusive pool holds no leases
+                held = sorted(self.held)
+                renewed = await self.manifest.renew(self.owner, self.lease, held)
+                still_held = len(self.held.intersection(held))
+                if renewed < still_held:
+                    log.warning("lease.lost", owner=self.owner, held=still_held, renewed=renewed)
             now = time.monotonic()
             rate = (self.client.requests - last_requests) / max(now - last_time, 1e-6)
             last_requests, last_time = self.client.requests, now
             await workers.beat(self.manifest, self.owner, self._beat(rate))
 
-    async def _claim(self, send: MemoryObjectSendStream[Claimed]) -> None:
-        async with send:
+    async def _claim(self) -> None:
+        try:
             while not self.stop.requested:
                 room = min(self.claim_size, self.max_unrecorded - len(self.held))
                 if room <= 0:
@@ -206,7 +215,7 @@ class Pool:
                         await self._recorded.wait()
                     continue
                 self.planned = anyio.Event()
-                batch = await self.manifest.claim(self.owner, room, self.lease)
+                batch = await self._take(room)
                 if not batch:
                     if not self.planning_done.is_set():
                         with anyio.move_on_after(1.0):
@@ -221,13 +230,32 @@ class Pool:
                         await self.stop.event.wait()
                     continue
                 self.held.update(item.id for item in batch)
-                for item in batch:
-                    if self.stop.requested:
-                        return
-                    try:
-                        await _send(send, item)
-                    except anyio.BrokenResourceError:
-                        return  # every worker has stopped
+                self.queue.extend(batch)
+                self._claimed.set()
+                self._claimed = anyio.Event()
+                # Claim again once the workers have taken all but ``batch`` of the queue.
+                while len(self.queue) >= self.batch and not self.stop.requested:
+                    self._taken = anyio.Event()
+                    await self._taken.wait()
+        finally:
+            self.claiming = False
+            self._claimed.set()
+
+    async def _take(self, room: int) -> list[Claimed]:
+        """Up to ``room`` pending items for this pool: under a lease, or (exclusive) without."""
+        if not self.exclusive:
+            return await self.manifest.claim(self.owner, room, self.lease)
+        batch = await self.manifest.pending(after=self._high, limit=room)
+        if batch:
+            self._high = batch[-1].id
+            return batch
+        # Nothing past the cursor: items sent back to the queue below it (the resume check
+        # found their file missing) are taken now, skipping those this pool holds. Held as
+        # the read starts: an item recorded meanwhile leaves ``held`` after its write, which
+        # the read may not see.
+        held = set(self.held)
+        earlier = await self.manifest.pending(after=0, limit=room + len(held), upto=self._high)
+        return [item for item in earlier if item.id not in held][:room]
 
     async def _sweep_orphaned_parts(self) -> None:
         """A shared manifest with nothing pending outside our own claims: no other live worker
@@ -256,18 +284,25 @@ class Pool:
         ``RECHECK`` seconds in case they finish first. A drained queue ends the pool, unless it
         follows the manifest for items planned later.
         """
+        if self.exclusive:  # nobody else holds items: nothing to take means drained
+            return self.settings.poll_seconds if self.follow else None
         until = await self.manifest.next_claimable(self.owner)
         if until is None:
             return self.settings.poll_seconds if self.follow else None
         return min(max(until, MIN_WAIT), RECHECK, self.settings.poll_seconds)
 
-    async def _work(self, receive: MemoryObjectReceiveStream[Claimed]) -> None:
-        async with receive:
+    async def _work(self) -> None:
+        queue = self.queue
+        try:
             while True:
-                try:
-                    item = await _receive(receive)
-                except anyio.EndOfStream:
-                    return
+                if not queue:
+                    if not self.claiming:
+                        return
+                    await self._claimed.wait()
+                    continue
+                item = queue.popleft()
+                if len(queue) < self.batch:
+                    self._taken.set()
                 if self.stop.requested:
                     return
                 outcome = await fetch_item(self.client, self.settings.out, item)
@@ -275,6 +310,8 @@ class Pool:
                 self._count(outcome)
                 if len(self.outcomes) >= self.settings.manifest_batch:
                     self._batch_ready.set()
+        finally:
+            self._taken.set()  # a stopping worker leaves queued items: the claimer must not wait
 
     async def _record(self) -> None:
         """Write outcomes in batches: when one is full, at the flush interval, and at the end."""
@@ -296,14 +333,18 @@ class Pool:
         pending, self.outcomes = self.outcomes[:size], self.outcomes[size:]
         if not pending:
             return
-        # Forgotten before the write, so a heartbeat in between cannot take the released
-        # claims for lost leases.
-        self.held.difference_update(recorded.id for recorded in pending)
+        # Leased: forgotten before the write, so a heartbeat in between cannot take the
+        # released claims for lost leases. Exclusive: after it, since until then the items are
+        # still pending in the manifest and the claimer must not take them again.
+        if not self.exclusive:
+            self.held.difference_update(recorded.id for recorded in pending)
         try:
             await self.manifest.record(pending)
         except BaseException:
             self.outcomes = pending + self.outcomes  # the final attempt tries them again
             raise
+        if self.exclusive:
+            self.held.difference_update(recorded.id for recorded in pending)
         self._recorded.set()
         self._recorded = anyio.Event()
 
@@ -316,23 +357,6 @@ class Pool:
             self.stats.failures.append(outcome)
         if self.on_outcome is not None:
             self.on_outcome(outcome)
-
-
-async def _send(send: MemoryObjectSendStream[T], item: T) -> None:
-    """``send_nowait`` first: anyio's ``send()`` yields to the event loop once before it looks,
-    an extra loop turn per item on the hot path; wait only when the buffer is full."""
-    try:
-        send.send_nowait(item)
-    except anyio.WouldBlock:
-        await send.send(item)
-
-
-async def _receive(receive: MemoryObjectReceiveStream[T]) -> T:
-    """``receive_nowait`` first, for the same reason; raises EndOfStream once drained."""
-    try:
-        return receive.receive_nowait()
-    except anyio.WouldBlock:
-        return await receive.receive()
 
 
 async def fetch_item(client: ApiClient, out: Path, item: Claimed) -> Outcome:

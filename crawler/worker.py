@@ -68,6 +68,7 @@ async def run_worker(settings: Settings, *, follow: bool = False) -> RunReport:
                     on_outcome=on_outcome,
                     command="worker",
                     follow=follow,
+                    exclusive=is_sqlite(settings.manifest_url),  # under the output lock
                 )
                 with fetch_scope:
                     await pool.run()

@@ -15,6 +15,7 @@ from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from crawler.manifest import Manifest, Status, open_manifest
 from crawler.manifest.database import SCHEMA_HEAD, async_url, head_revision
+from crawler.manifest.repository import _PENDING as PENDING_SQL
 from crawler.manifest.repository import INSERT_CHUNK, Outcome, Tally, tally_statement
 from crawler.plan import Item
 
@@ -171,6 +172,35 @@ async def test_claims_are_exclusive_and_records_release_them(manifest: Manifest)
     assert await manifest.reopen(exclusive=True) == 1
     again = await manifest.claim("d", 100, timedelta(minutes=5))
     assert [c.id for c in again] == [2, 3, 4, 5, 6, 7, 8, 9, 10]
+
+
+async def test_a_pool_alone_reads_pending_items_by_id_through_the_status_index(
+    tmp_path: Path, manifest: Manifest
+) -> None:
+    """``pending`` claims nothing: it reads pending ids in order past a cursor (and up to
+    ``upto``), along ``ix_items_status_id``, without a scan of the table."""
+    await manifest.add_items(planned(10), BASE)
+    await manifest.record(
+        [Outcome(id=3, status=Status.DONE, url="u3", attempts=1, http_status=200, size=1)]
+    )
+    assert [c.id for c in await manifest.pending(after=0, limit=4)] == [1, 2, 4, 5]
+    assert [c.id for c in await manifest.pending(after=5, limit=100)] == [6, 7, 8, 9, 10]
+    assert [c.id for c in await manifest.pending(after=1, limit=100, upto=4)] == [2, 4]
+    taken = (await manifest.pending(after=9, limit=1))[0]
+    assert (taken.ref, taken.path, taken.kind, taken.image_id) == (
+        "/api/v2/section_image_download/10?downsample=4",
+        "1/section/ds4/0010_10.jpg",
+        "section",
+        10,
+    )
+    rows = [r async for r in manifest.rows()]
+    assert all(r["claimed_by"] is None for r in rows)  # nothing was claimed
+    connection = sqlite3.connect(tmp_path / "m.sqlite")
+    plan = connection.execute("EXPLAIN QUERY PLAN " + PENDING_SQL, ("pending", 0, 10, 5)).fetchall()
+    connection.close()
+    details = " ".join(row[-1] for row in plan)
+    assert "USING INDEX ix_items_status_id" in details, details
+    assert "SCAN" not in details and "TEMP B-TREE" not in details
 
 
 async def test_expired_leases_are_claimable(manifest: Manifest) -> None:

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
+from typing import cast
 
 import anyio
 import pytest
 
+from crawler.client import ApiClient
+from crawler.config import Settings
+from crawler.fetch import Pool, Stop
+from crawler.manifest import open_manifest
 from crawler.manifest.models import Status
 from crawler.manifest.repository import Claimed, Manifest, Outcome
 from crawler.simulator import SimulatorConfig, ThreadedSimulator, serve_in_thread
 from tests.conftest import FAST, mirror_data_set, small_catalogue
+from tests.test_manifest import planned
 
 
 @pytest.fixture
@@ -33,13 +38,11 @@ def test_a_slow_manifest_holds_back_the_claims(
     millisecond); one more batch is in the write itself."""
     monkeypatch.setenv("ALLEN_MIRROR_MANIFEST_BATCH", "5")
     unrecorded, peak, batches = 0, 0, []
-    claim, record = Manifest.claim, Manifest.record
+    take, record = Pool._take, Manifest.record
 
-    async def counting_claim(
-        self: Manifest, owner: str, limit: int, lease: timedelta
-    ) -> list[Claimed]:
+    async def counting_take(self: Pool, room: int) -> list[Claimed]:
         nonlocal unrecorded, peak
-        claimed = await claim(self, owner, limit, lease)
+        claimed = await take(self, room)
         unrecorded += len(claimed)
         peak = max(peak, unrecorded)
         return claimed
@@ -52,7 +55,7 @@ def test_a_slow_manifest_holds_back_the_claims(
         unrecorded -= len(outcomes)
         batches.append(len(outcomes))
 
-    monkeypatch.setattr(Manifest, "claim", counting_claim)
+    monkeypatch.setattr(Pool, "_take", counting_take)
     monkeypatch.setattr(Manifest, "record", slow_record)
     out = tmp_path / "m"
     result = mirror_data_set(capsys, sim, out, "--concurrency", "1", *FAST)
@@ -89,3 +92,38 @@ def test_outcomes_are_written_in_batches_not_one_by_one(
     assert sum(len(batch) for batch in written) == files > 100
     assert all(len(batch) <= 40 for batch in written)
     assert len(written) < files / 5  # full batches, bar those cut by the flush interval
+
+
+async def test_a_pool_alone_takes_items_sent_back_below_its_cursor(tmp_path: Path) -> None:
+    """An exclusive pool claims nothing: it reads past the highest id it took. Once nothing is
+    left past it, items sent back to the queue below it (the resume check found their file
+    gone) are taken, and none it still holds (fetching, or being recorded) is taken twice."""
+    manifest = await open_manifest(f"sqlite:///{tmp_path / 'm.sqlite'}")
+    try:
+        await manifest.add_items(planned(12), "http://api.test")
+        pool = Pool(
+            Settings(out=tmp_path, concurrency=1),
+            manifest,
+            cast(ApiClient, None),  # taking items never reaches the network
+            "me",
+            stop=Stop(),
+            planning_done=anyio.Event(),
+            exclusive=True,
+        )
+        first = await pool._take(8)
+        assert [item.id for item in first] == list(range(1, 9))
+        pool.held.update(item.id for item in first)
+        await manifest.record(
+            [Outcome(id=i, status=Status.DONE, url="u", attempts=1, size=1) for i in (1, 2, 3)]
+        )
+        pool.held.difference_update({1, 2, 3})
+        assert [item.id for item in await pool._take(8)] == [9, 10, 11, 12]
+        pool.held.update({9, 10, 11, 12})
+        await manifest.mark_pending([2], "file missing")  # found gone by the resume check
+        assert [item.id for item in await pool._take(8)] == [2]
+        pool.held.add(2)
+        assert await pool._take(8) == []  # the rest are all held
+        rows = [row async for row in manifest.rows()]
+        assert all(row["claimed_by"] is None for row in rows)
+    finally:
+        await manifest.close()

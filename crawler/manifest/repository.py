@@ -44,7 +44,7 @@ def is_transient(exc: BaseException) -> bool:
 
 INSERT_CHUNK = 2000
 
-# The two statements run once per item, as driver SQL (``Manifest._driver_sql``).
+# The statements run once per item, as driver SQL (``Manifest._driver_sql``).
 _INSERT_SQLITE = (
     "INSERT INTO items (ref, url, path, kind, data_set_id, image_id, status, attempts, "
     "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (ref) DO NOTHING"
@@ -54,6 +54,11 @@ _RECORD = (
     "sha256 = ?, error = ?, claimed_by = NULL, lease_until = NULL, updated_at = ?, "
     "fetched_at = ? WHERE id = ?"
 )
+_PENDING = (
+    "SELECT id, ref, path, kind, data_set_id, image_id FROM items "
+    "WHERE status = ? AND id > ? AND id <= ? ORDER BY id LIMIT ?"
+)
+MAX_ID = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +332,20 @@ class Manifest:
         result = await self._write(statement)
         rows = sorted(result.all(), key=lambda r: r[0])
         return [Claimed(*row) for row in rows]
+
+    async def pending(self, *, after: int, limit: int, upto: int | None = None) -> list[Claimed]:
+        """Pending items with ``after`` < id (<= ``upto``), in id order, without claiming them.
+
+        For a pool alone on its manifest (the output lock): nobody else takes items, so a read
+        suffices where a claim writes a row and an index entry per item.
+        """
+        params = (Status.PENDING.value, after, MAX_ID if upto is None else upto, limit)
+        try:
+            async with self.connect() as connection:
+                result = await connection.exec_driver_sql(self._driver_sql(_PENDING), params)
+                return [Claimed(*tuple(row)) for row in result.all()]
+        except (SQLAlchemyError, OSError) as exc:
+            raise ManifestError(f"manifest read failed: {getattr(exc, 'orig', exc)}") from exc
 
     async def renew(self, owner: str, lease: timedelta, ids: Sequence[int] | None = None) -> int:
         """Extend the lease on what this owner still holds (of ``ids``, when given).
