@@ -257,7 +257,12 @@ class ApiClient:
         return rma.parse_page(body, content_type, url=url)
 
     async def download(
-        self, url: str, dest: Path, check: BodyCheck = check_jpeg_body, *, image: bool = True
+        self,
+        url: str,
+        dest: str | Path,
+        check: BodyCheck = check_jpeg_body,
+        *,
+        image: bool = True,
     ) -> Fetched:
         """Fetch ``url`` into ``dest`` atomically; raises DownloadFailed once retries run out.
 
@@ -277,7 +282,7 @@ class ApiClient:
         return Fetched(stored=stored, http_status=status, attempts=attempts)
 
     async def _download_once(
-        self, url: str, dest: Path, check: BodyCheck, *, image: bool
+        self, url: str, dest: str | Path, check: BodyCheck, *, image: bool
     ) -> tuple[StoredFile, int]:
         writer = PartWriter(dest, fsync=self.settings.fsync)
         try:

@@ -214,10 +214,13 @@ class Pool:
                     with anyio.move_on_after(1.0):
                         await self._recorded.wait()
                     continue
+                # Read before the take: an empty take proves the queue drained only if planning
+                # had finished when it started (items planned meanwhile may not be visible).
+                planned_all = self.planning_done.is_set()
                 self.planned = anyio.Event()
                 batch = await self._take(room)
                 if not batch:
-                    if not self.planning_done.is_set():
+                    if not planned_all:
                         with anyio.move_on_after(1.0):
                             await self.planned.wait()
                         continue
@@ -293,6 +296,7 @@ class Pool:
 
     async def _work(self) -> None:
         queue = self.queue
+        out = os.fspath(self.settings.out)
         try:
             while True:
                 if not queue:
@@ -305,7 +309,7 @@ class Pool:
                     self._taken.set()
                 if self.stop.requested:
                     return
-                outcome = await fetch_item(self.client, self.settings.out, item)
+                outcome = await fetch_item(self.client, out, item)
                 self.outcomes.append(outcome)
                 self._count(outcome)
                 if len(self.outcomes) >= self.settings.manifest_batch:
@@ -359,11 +363,15 @@ class Pool:
             self.on_outcome(outcome)
 
 
-async def fetch_item(client: ApiClient, out: Path, item: Claimed) -> Outcome:
-    """Fetch one item into OUT and say what the manifest should record of it."""
+async def fetch_item(client: ApiClient, out: str | Path, item: Claimed) -> Outcome:
+    """Fetch one item into OUT and say what the manifest should record of it.
+
+    The destination is joined as a string: a pathlib join per item cost more than the
+    system calls that store a small file (item paths are ours, relative, planned).
+    """
     url = client.settings.api_base + item.ref
     try:
-        fetched = await kinds.fetch(client, item, url, out / item.path)
+        fetched = await kinds.fetch(client, item, url, f"{os.fspath(out)}/{item.path}")
     except DownloadFailed as failure:
         log.warning(
             "item.failed", url=url, path=item.path, error=str(failure), attempts=failure.attempts

@@ -40,13 +40,13 @@ def body_check(kind: str) -> tuple[BodyCheck, bool]:
     return (check, False) if check is not None else (check_jpeg_body, True)
 
 
-def fetch(client: ApiClient, item: Claimed, url: str, dest: Path) -> Awaitable[Fetched]:
+def fetch(client: ApiClient, item: Claimed, url: str, dest: str) -> Awaitable[Fetched]:
     """Fetch one claimed item into ``dest``; raises DownloadFailed when it gives up.
 
     Returns the download's own coroutine rather than awaiting it: one frame less to resume at
     every step of every download.
     """
     if item.kind == UNIONIZES:
-        return fetch_unionizes(client, item.data_set_id, dest)
+        return fetch_unionizes(client, item.data_set_id, Path(dest))
     check, image = body_check(item.kind)
     return client.download(url, dest, check, image=image)

@@ -53,8 +53,7 @@ def storage_error(exc: OSError, path: Path) -> StorageError:
 class PartWriter:
     """Accumulates one body, hashing as it goes, and commits it atomically."""
 
-    def __init__(self, dest: Path, *, fsync: bool = True) -> None:
-        self.dest = dest
+    def __init__(self, dest: str | Path, *, fsync: bool = True) -> None:
         # Plain strings for the system calls: pathlib's joins and conversions, a few per file,
         # cost more than the calls themselves on a fast disk.
         self.dest_name = os.fspath(dest)
@@ -68,6 +67,11 @@ class PartWriter:
         self.head = b""
         self.tail = b""
         self.handed_off = False  # a committer owns the file now: discard() leaves it alone
+
+    @property
+    def dest(self) -> Path:
+        """Where the file ends up (for directories and messages: the hot path uses the name)."""
+        return Path(self.dest_name)
 
     def add(self, chunk: bytes) -> bool:
         """Take a chunk; True when enough is buffered that the caller should ``spill()``.

@@ -127,3 +127,40 @@ async def test_a_pool_alone_takes_items_sent_back_below_its_cursor(tmp_path: Pat
         assert all(row["claimed_by"] is None for row in rows)
     finally:
         await manifest.close()
+
+
+async def test_an_empty_take_that_raced_the_end_of_planning_looks_again(tmp_path: Path) -> None:
+    """The planner's last items and its "planning done" can land while a take reads an older
+    view of the manifest: that empty read must not end the pool with items pending."""
+    manifest = await open_manifest(f"sqlite:///{tmp_path / 'm.sqlite'}")
+    planning_done = anyio.Event()
+    pool = Pool(
+        Settings(out=tmp_path, concurrency=1),
+        manifest,
+        cast(ApiClient, None),
+        "me",
+        stop=Stop(),
+        planning_done=planning_done,
+        exclusive=True,
+    )
+    read = manifest.pending
+    reads = 0
+
+    async def racing_read(*, after: int, limit: int, upto: int | None = None) -> list[Claimed]:
+        nonlocal reads
+        reads += 1
+        seen = await read(after=after, limit=limit, upto=upto)
+        if reads == 1:  # the planner finishes while this read is under way
+            await manifest.add_items(planned(3), "http://api.test")
+            planning_done.set()
+            pool.poke()
+        return seen
+
+    manifest.pending = racing_read  # type: ignore[method-assign]
+    try:
+        with anyio.fail_after(10):
+            await pool._claim()
+    finally:
+        await manifest.close()
+    assert [item.id for item in pool.queue] == [1, 2, 3]
+    assert not pool.claiming
