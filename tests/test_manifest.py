@@ -18,6 +18,7 @@ from crawler.manifest.database import SCHEMA_HEAD, async_url, head_revision
 from crawler.manifest.repository import _PENDING as PENDING_SQL
 from crawler.manifest.repository import INSERT_CHUNK, Outcome, Tally, tally_statement
 from crawler.plan import Item
+from crawler.simulator import ThreadedSimulator
 
 BASE = "http://api.test"
 
@@ -91,6 +92,39 @@ def test_a_current_manifest_opens_without_importing_alembic(tmp_path: Path) -> N
         for _ in range(2)
     ]
     assert runs == [["False"], ["False"]]  # created from the snapshot, then the stamp is read
+
+
+LATE_ASYNC_IMPORT = """
+import sys
+import crawler.manifest
+print("sqlalchemy.orm" in sys.modules)
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+import sqlalchemy.ext.asyncio as package
+print("sqlalchemy.orm" in sys.modules, AsyncSession.__name__, package.async_sessionmaker.__name__)
+"""
+
+
+def test_the_manifest_loads_no_orm_yet_the_asyncio_package_stays_whole() -> None:
+    """The manifest imports SQLAlchemy's async engine without the ORM its package __init__
+    loads; anyone importing the package's other names later still gets them."""
+    printed = subprocess.run(
+        [sys.executable, "-c", LATE_ASYNC_IMPORT], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert printed == ["False", "True", "AsyncSession", "async_sessionmaker"]
+
+
+def test_a_mirror_never_imports_the_orm(sim: ThreadedSimulator, tmp_path: Path) -> None:
+    out = tmp_path / "m"
+    completed = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "crawler", "mirror", "--dataset", "100141599",
+         "--out", str(out), "--api-base", sim.base_url, "--no-progress", "--log-format", "json"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    imported = [line.split("|")[-1].strip() for line in completed.stderr.splitlines()]
+    assert "sqlalchemy.ext.asyncio.engine" in imported
+    assert not [name for name in imported if name.startswith("sqlalchemy.orm")]
+    assert len(list(out.rglob("*.jpg"))) > 0
 
 
 def _schema(path: Path) -> tuple[list[tuple[str, str, str, str | None]], list[tuple[str]]]:

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from crawler.errors import ManifestError, UsageError
+from crawler.manifest.asyncengine import AsyncEngine, create_async_engine
 from crawler.manifest.repository import Manifest
 
 if TYPE_CHECKING:

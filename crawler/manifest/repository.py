@@ -19,9 +19,9 @@ import anyio
 import anyio.lowlevel
 from sqlalchemy import DateTime, and_, case, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from crawler.errors import ManifestError
+from crawler.manifest.asyncengine import AsyncConnection, AsyncEngine
 from crawler.manifest.models import Status, items
 from crawler.plan import Item
 from crawler.retry import utcnow
