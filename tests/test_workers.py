@@ -25,6 +25,7 @@ from sqlalchemy import select
 from crawler.config import load_settings
 from crawler.manifest import Manifest, open_manifest
 from crawler.manifest.models import items, workers
+from crawler.manifest.repository import Outcome
 from crawler.ratelimit import SharedRateLimiter, block_size
 from crawler.simulator import SimulatorConfig, ThreadedSimulator, expected_bytes, serve_in_thread
 from tests.conftest import FAST, ls_rows, run_cli, small_catalogue
@@ -285,6 +286,34 @@ def test_two_workers_on_one_sqlite_manifest_are_refused(
     finally:
         first.send_signal(signal.SIGTERM)
     finish(first, 143)
+
+
+def test_a_worker_alone_on_a_sqlite_manifest_drains_it_without_claims(
+    sim: ThreadedSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str], config: Path
+) -> None:
+    """Under the output lock nobody else takes items: the worker reads them in id order and
+    never writes a claim, yet fetches each image once and leaves nothing pending."""
+    out = tmp_path / "m"
+    url = f"sqlite:///{out / 'manifest.sqlite'}"
+    plan(capsys, sim, out, url)
+    claims: list[object] = []
+    record = Manifest.record
+
+    async def record_seeing_claims(self: Manifest, outcomes: list[Outcome]) -> None:
+        async with self.engine.connect() as connection:
+            statement = select(items.c.id).where(items.c.claimed_by.is_not(None))
+            claims.extend((await connection.execute(statement)).all())
+        await record(self, outcomes)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Manifest, "record", record_seeing_claims)
+        result = run_cli(capsys, "worker", "--out", str(out), "--config", str(config),
+                         "--api-base", sim.base_url, *FAST)  # fmt: skip
+    assert result.code == 0, result.err
+    refs = assert_mirror_is_exact(sim, out, url)
+    assert claims == []  # checked while items were in flight
+    fetched = image_urls(sim)
+    assert refs and all(fetched.get(ref) == 1 for ref in refs)
 
 
 def test_the_docker_config_loads_and_points_at_the_compose_services() -> None:
