@@ -60,7 +60,7 @@ def tile_grid(
     Offsets are in full-resolution pixels from the image's box; sizes in tier pixels, clipped
     at the right and bottom edges.
     """
-    scale = 2**downsample
+    scale = 1 << downsample
     tier_width, tier_height = math.ceil(width / scale), math.ceil(height / scale)
     for row in range(math.ceil(tier_height / tile)):
         for col in range(math.ceil(tier_width / tile)):
@@ -75,7 +75,7 @@ def tile_grid(
 
 
 def tile_count(width: int, height: int, tile: int, downsample: int = 0) -> int:
-    scale = 2**downsample
+    scale = 1 << downsample
     return math.ceil(math.ceil(width / scale) / tile) * math.ceil(math.ceil(height / scale) / tile)
 
 
