@@ -136,8 +136,8 @@ class Pool:
         self.held: set[int] = set()  # claimed and not yet recorded: the leases to renew
         self._high = 0  # exclusive: the highest id taken so far
         # Claimed items wait for a worker in a plain deque: a worker that finds one waiting takes
-        # it without a trip through the event loop (a memory stream's receive() cost a tenth of
-        # the loop's time per item).
+        # it without a trip through the event loop (a memory stream's receive() built an event,
+        # a checkpoint and a task record per wait: ~5 % of the loop's samples).
         self.queue: deque[Claimed] = deque()
         self.claiming = True  # the claimer may still add items
         self._claimed = anyio.Event()  # set when items are queued or the claimer ends
