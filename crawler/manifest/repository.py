@@ -65,7 +65,7 @@ MAX_ID = 2**63 - 1
 # costs about four times a plain one's.
 @dataclass(slots=True)
 class Claimed:
-    """An item a worker holds a lease on."""
+    """An item a pool has taken: under a lease, or (alone on its manifest) without one."""
 
     id: int
     ref: str
