@@ -296,7 +296,6 @@ class Pool:
 
     async def _work(self) -> None:
         queue = self.queue
-        out = os.fspath(self.settings.out)
         try:
             while True:
                 if not queue:
@@ -309,7 +308,7 @@ class Pool:
                     self._taken.set()
                 if self.stop.requested:
                     return
-                outcome = await fetch_item(self.client, out, item)
+                outcome = await fetch_item(self.client, self.settings.out, item)
                 self.outcomes.append(outcome)
                 self._count(outcome)
                 if len(self.outcomes) >= self.settings.manifest_batch:

@@ -94,6 +94,20 @@ def test_outcomes_are_written_in_batches_not_one_by_one(
     assert len(written) < files / 5  # full batches, bar those cut by the flush interval
 
 
+def pool_alone(manifest: Manifest, out: Path, planning_done: anyio.Event) -> Pool:
+    """An exclusive pool (a SQLite mirror under its output lock) for calling ``_take`` and
+    ``_claim`` directly: taking items never reaches the network, so it has no client."""
+    return Pool(
+        Settings(out=out, concurrency=1),
+        manifest,
+        cast(ApiClient, None),
+        "me",
+        stop=Stop(),
+        planning_done=planning_done,
+        exclusive=True,
+    )
+
+
 async def test_a_pool_alone_takes_items_sent_back_below_its_cursor(tmp_path: Path) -> None:
     """An exclusive pool claims nothing: it reads past the highest id it took. Once nothing is
     left past it, items sent back to the queue below it (the resume check found their file
@@ -101,15 +115,7 @@ async def test_a_pool_alone_takes_items_sent_back_below_its_cursor(tmp_path: Pat
     manifest = await open_manifest(f"sqlite:///{tmp_path / 'm.sqlite'}")
     try:
         await manifest.add_items(planned(12), "http://api.test")
-        pool = Pool(
-            Settings(out=tmp_path, concurrency=1),
-            manifest,
-            cast(ApiClient, None),  # taking items never reaches the network
-            "me",
-            stop=Stop(),
-            planning_done=anyio.Event(),
-            exclusive=True,
-        )
+        pool = pool_alone(manifest, tmp_path, anyio.Event())
         first = await pool._take(8)
         assert [item.id for item in first] == list(range(1, 9))
         pool.held.update(item.id for item in first)
@@ -134,15 +140,7 @@ async def test_an_empty_take_that_raced_the_end_of_planning_looks_again(tmp_path
     view of the manifest: that empty read must not end the pool with items pending."""
     manifest = await open_manifest(f"sqlite:///{tmp_path / 'm.sqlite'}")
     planning_done = anyio.Event()
-    pool = Pool(
-        Settings(out=tmp_path, concurrency=1),
-        manifest,
-        cast(ApiClient, None),
-        "me",
-        stop=Stop(),
-        planning_done=planning_done,
-        exclusive=True,
-    )
+    pool = pool_alone(manifest, tmp_path, planning_done)
     read = manifest.pending
     reads = 0
 
