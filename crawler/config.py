@@ -56,12 +56,20 @@ class Settings:
     log_level: str = "info"
     grace_seconds: float = 5.0  # how long in-flight items may finish after the first signal
     lease_seconds: float = 600.0  # a claim not renewed for this long may be taken by another
+    manifest_retry_seconds: float = 120.0  # how long a lost database connection is waited for
     poll_seconds: float = 10.0  # worker --follow: how often to look for new pending items
 
     @property
     def manifest_url(self) -> str:
         """The manifest URL as given, or the SQLite file every mirror carries by default."""
         return self.manifest or f"sqlite:///{(self.out / 'manifest.sqlite').resolve()}"
+
+    @property
+    def exclusive(self) -> bool:
+        """A SQLite manifest serves one process, under the output-directory lock."""
+        from crawler.manifest.database import is_sqlite  # the database layer loads on use
+
+        return is_sqlite(self.manifest_url)
 
 
 _FIELDS = {f.name: f for f in fields(Settings)}
@@ -124,6 +132,8 @@ def _check(settings: Settings) -> Settings:
         problems.append(f"page-size must be between 1 and 25000, got {settings.page_size}")
     if settings.manifest_batch < 1:
         problems.append("manifest-batch must be at least 1")
+    if settings.manifest_retry_seconds < 0:
+        problems.append("manifest-retry-seconds must not be negative")
     if settings.lease_seconds < 1:
         problems.append(f"lease-seconds must be at least 1, got {settings.lease_seconds}")
     if settings.poll_seconds <= 0:

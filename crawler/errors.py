@@ -4,12 +4,14 @@
     ├── UsageError                 bad ids, options, config or manifest URL (exit 2)
     │   └── UnknownDataSetError    an id the API does not know
     ├── LockedError                another run holds the output directory (exit 3)
+    ├── NoAlignmentError           the image or data set has no alignment to map with (exit 1)
     ├── RemoteError                the API did not give us what we asked for
     │   ├── TransportError         connect failure, reset, timeout, cut body   (retryable)
     │   ├── HTTPStatusError        a non-2xx answer                            (by status)
     │   ├── ContentError           wrong type, HTML outage page, bad JSON/JPEG (retryable)
     │   └── QueryError             RMA answered success:false                  (permanent)
-    ├── StorageError               the disk refused a write (unwritable, full)
+    ├── StorageError               the store refused one file (a directory in its way)
+    │   └── DiskFullError          full or read-only: every file would fail (stops the run)
     └── ManifestError              the manifest database failed or is unusable
 
 This module imports nothing from the package; library exceptions are translated into these
@@ -33,6 +35,13 @@ class UnknownDataSetError(UsageError):
 
 class LockedError(AllenMirrorError):
     """Another allen-mirror run holds the output directory."""
+
+
+class NoAlignmentError(AllenMirrorError):
+    """The record has no (complete) alignment: refuse to give coordinates rather than invent them.
+
+    Not a UsageError: the id is fine, the data is missing (exit 1).
+    """
 
 
 class RemoteError(AllenMirrorError):
@@ -67,7 +76,11 @@ class QueryError(RemoteError):
 
 
 class StorageError(AllenMirrorError):
-    """Writing to the output directory failed; retrying the download will not help."""
+    """Writing one file to the output failed; retrying the download will not help."""
+
+
+class DiskFullError(StorageError):
+    """The output cannot take any file (full, over quota, read-only): the run stops."""
 
 
 class ManifestError(AllenMirrorError):

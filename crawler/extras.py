@@ -1,7 +1,7 @@
 """Experiment extras that come from RMA rather than a download URL: structure unionizes.
 
 The rows are fetched page by page under the same paging rules as seeding, rendered as JSON or
-CSV by pure functions, and stored like any download: ``.part``, sha256, fsync, rename.
+CSV by pure functions, and stored like any download (crawler/fetch.py).
 """
 
 from __future__ import annotations
@@ -10,14 +10,11 @@ import csv
 import io
 import json
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from crawler import seed
-from crawler.client import ApiClient, DownloadFailed, Fetched
-from crawler.errors import RemoteError
+from crawler.client import ApiClient
 from crawler.plan import unionize_stages
-from crawler.store import PartWriter
 
 
 def unionizes_json(rows: Sequence[dict[str, Any]]) -> bytes:
@@ -47,29 +44,15 @@ def _cell(value: Any) -> Any:
     return "" if value is None else value
 
 
-async def fetch_unionizes(client: ApiClient, data_set_id: int, dest: Path) -> Fetched:
-    """Page every ProjectionStructureUnionize row of a data set and store it as ``dest``.
-
-    ``dest`` ending in ``.csv`` gets CSV, anything else JSON. A query that fails after the
-    client's retries becomes DownloadFailed, so the item is recorded failed like a download.
-    """
+async def unionizes_body(client: ApiClient, data_set_id: int, path: str) -> bytes:
+    """Every ProjectionStructureUnionize row of a data set, as ``path`` wants them: CSV for a
+    ``.csv`` path, JSON otherwise. Each page is retried by the client; RemoteError after that."""
     settings = client.settings
-    try:
-        rows = await seed.enumerate_rows(
-            client,
-            settings.api_base,
-            unionize_stages(data_set_id),
-            page_size=settings.page_size,
-            what="ProjectionStructureUnionize",
-        )
-    except RemoteError as exc:
-        raise DownloadFailed(exc, 1) from exc
-    body = unionizes_csv(rows) if dest.suffix == ".csv" else unionizes_json(rows)
-    writer = PartWriter(dest, fsync=settings.fsync)
-    try:
-        writer.add(body)
-        stored = await client.committer.commit(writer)
-    except BaseException:
-        await writer.discard()
-        raise
-    return Fetched(stored=stored, http_status=200, attempts=1)
+    rows = await seed.enumerate_rows(
+        client,
+        settings.api_base,
+        unionize_stages(data_set_id),
+        page_size=settings.page_size,
+        what="ProjectionStructureUnionize",
+    )
+    return unionizes_csv(rows) if path.endswith(".csv") else unionizes_json(rows)

@@ -1,4 +1,4 @@
-"""What each item kind is and how its body is checked: a pure mapping, and one dispatch.
+"""What each item kind is and how its body is checked: a pure mapping.
 
 Images must come as image/* and be complete JPEGs; projection grids are NRRD; expression grids
 are zips; unionizes are not downloads at all but paged RMA rows (crawler/extras.py).
@@ -6,47 +6,47 @@ are zips; unionizes are not downloads at all but paged RMA rows (crawler/extras.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from crawler import validate
-from crawler.client import ApiClient, BodyCheck, Fetched, check_jpeg_body
-from crawler.extras import fetch_unionizes
-from crawler.manifest.repository import Claimed
-from crawler.plan import EXPRESSION_GRID, GRID, UNIONIZES
-from crawler.store import PartWriter
+from crawler.plan import EXPRESSION_GRID, GRID
+from crawler.store import Part
+
+BodyCheck = Callable[[Part, str], None]
 
 
-def check_nrrd_body(writer: PartWriter, url: str) -> None:
+def check_jpeg_body(part: Part, url: str) -> None:
+    """Every image kind: a complete JPEG."""
+    validate.check_jpeg(part.head, part.tail, part.size, url=url)
+
+
+def check_nrrd_body(part: Part, url: str) -> None:
     """Projection grid volumes: a NRRD, whole or gzipped."""
-    validate.check_nrrd(writer.head, url=url)
+    validate.check_nrrd(part.head, url=url)
 
 
-def check_zip_body(writer: PartWriter, url: str) -> None:
+def check_zip_body(part: Part, url: str) -> None:
     """Expression grids: a complete zip."""
-    validate.check_zip(writer.head, writer.tail, writer.size, url=url)
+    validate.check_zip(part.head, part.tail, part.size, url=url)
 
 
-_NON_IMAGE: dict[str, BodyCheck] = {GRID: check_nrrd_body, EXPRESSION_GRID: check_zip_body}
+@dataclass(frozen=True, slots=True)
+class BodyRule:
+    """How a kind's answer is accepted: its body check, and whether it must be image/*."""
+
+    check: BodyCheck
+    image: bool
 
 
-def body_check(kind: str) -> tuple[BodyCheck, bool]:
-    """(body check, whether the answer must be image/*) for an item kind.
-
-    Every kind that is not a grid is an image (section, expression, projection, annotation,
-    and their tiles), including kinds recorded by older versions.
-    """
-    check = _NON_IMAGE.get(kind)
-    return (check, False) if check is not None else (check_jpeg_body, True)
+IMAGE_RULE = BodyRule(check_jpeg_body, image=True)
+_NON_IMAGE = {
+    GRID: BodyRule(check_nrrd_body, image=False),
+    EXPRESSION_GRID: BodyRule(check_zip_body, image=False),
+}
 
 
-def fetch(client: ApiClient, item: Claimed, url: str, dest: str) -> Awaitable[Fetched]:
-    """Fetch one claimed item into ``dest``; raises DownloadFailed when it gives up.
-
-    Returns the download's own coroutine rather than awaiting it: one frame less to resume at
-    every step of every download.
-    """
-    if item.kind == UNIONIZES:
-        return fetch_unionizes(client, item.data_set_id, Path(dest))
-    check, image = body_check(item.kind)
-    return client.download(url, dest, check, image=image)
+def body_rule(kind: str) -> BodyRule:
+    """Every kind that is not a grid is an image (section, expression, projection, annotation,
+    and their tiles), including kinds recorded by older versions."""
+    return _NON_IMAGE.get(kind, IMAGE_RULE)

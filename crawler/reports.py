@@ -13,20 +13,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import structlog
 
 from crawler.config import Settings
 from crawler.errors import AllenMirrorError, exit_code_for, first_error
+from crawler.localstore import write_atomic
 from crawler.manifest.database import safe_url
 from crawler.manifest.repository import Manifest
 from crawler.manifest.runs import finish_run, start_run
-from crawler.store import write_atomic
-
-if TYPE_CHECKING:
-    from crawler.pipeline import RunReport
+from crawler.session import RunReport
 
 log = structlog.get_logger("crawler.reports")
 
@@ -100,7 +98,7 @@ async def recorded_run(
     settings: Settings,
     selection: dict[str, Any],
     report: RunReport,
-    report_file: Path | None,
+    report_file: str | Path | None,
 ) -> AsyncIterator[None]:
     """Open a runs row, run the body, then write the report and close the row, shielded."""
     started = datetime.now(UTC)
@@ -122,7 +120,7 @@ async def recorded_run(
                 problem = None
             outcome = outcome_of(report, problem)
             exit_code = exit_code_for(problem) if problem is not None else report.exit_code
-            path = report_file or default_report_path(settings.out, report.command, started)
+            path = Path(report_file or default_report_path(settings.out, report.command, started))
             document = report_document(
                 report,
                 settings,

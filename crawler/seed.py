@@ -17,8 +17,8 @@ import structlog
 
 from crawler import rma
 from crawler.errors import QueryError, UnknownDataSetError, UsageError
+from crawler.localstore import write_atomic
 from crawler.plan import atlas_root
-from crawler.store import write_atomic
 
 log = structlog.get_logger("crawler.seed")
 

@@ -1,136 +1,93 @@
 """Verify: re-hash every done file against the manifest; ``--repair`` fetches the bad ones again.
 
-Hashing streams each file in a worker thread (1 MiB reads), so memory stays flat however large
-the mirror. Missing and corrupt files go back to pending with the reason, so a later ``mirror``
-or ``sync`` repairs them too; ``--repair`` does it now, through the same client and store.
+Files are hashed in groups, one thread hand-off per group and as many threads as cores, while
+the manifest is read in chunks, so memory stays flat and the disk sets the pace. Bad items stay
+done but are flagged (the manifest's ``problem`` column), so a later ``mirror`` or ``sync``
+fetches them again; ``--repair`` does it now, through the same stages as ``mirror``, recording
+each repair as it lands.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import anyio
 import structlog
-from sqlalchemy import bindparam, update
 
-from crawler.client import ApiClient
 from crawler.config import Settings
-from crawler.fetch import fetch_item
 from crawler.manifest import Manifest, Status
-from crawler.manifest.models import items
-from crawler.manifest.repository import Claimed, Outcome, Tally
-from crawler.pipeline import VERIFY_FLAG, RunReport, manifest_session
+from crawler.manifest.repository import Tally
+from crawler.pipeline import fetch_pending, run_tools
 from crawler.progress import RunProgress
 from crawler.reports import recorded_run
+from crawler.session import RunReport, owner_id, run_session
+from crawler.signals import Stop
+from crawler.source import ListSource
 
 log = structlog.get_logger("crawler.verify")
 
-READ_SIZE = 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """A done item whose file is not what the manifest recorded."""
-
-    item: Claimed
-    state: str  # missing | corrupt
-
-    @property
-    def id(self) -> int:
-        return self.item.id
+GROUP = 64  # files per thread hand-off
 
 
 def file_state(path: Path, size: int, sha256: str | None) -> str | None:
     """None when the file matches; 'missing' or 'corrupt' otherwise (blocking)."""
     try:
-        if path.stat().st_size != size:
-            return "corrupt"
-        digest = hashlib.sha256()
         with path.open("rb") as handle:
-            while chunk := handle.read(READ_SIZE):
-                digest.update(chunk)
-    except FileNotFoundError:
-        return "missing"
+            if os.fstat(handle.fileno()).st_size != size:
+                return "corrupt"
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
     except OSError:
         return "missing"
-    return None if digest.hexdigest() == sha256 else "corrupt"
+    return None if digest == sha256 else "corrupt"
+
+
+def _check_group(out: Path, rows: Sequence[dict[str, Any]]) -> list[str | None]:
+    return [file_state(out / str(r["path"]), int(r["size"] or 0), r["sha256"]) for r in rows]
 
 
 async def find_problems(
     manifest: Manifest, out: Path, report: RunReport, progress: RunProgress
-) -> list[Problem]:
-    """Hash every done file; count verified, missing and corrupt."""
-    problems: list[Problem] = []
-    async for row in manifest.rows(Status.DONE.value):
-        state = await anyio.to_thread.run_sync(
-            file_state, out / str(row["path"]), int(row["size"] or 0), row["sha256"]
-        )
-        report.verified += 1
-        progress.advance(1, int(row["size"] or 0))
-        if state is not None:
-            item = Claimed(
-                id=int(row["id"]),
-                ref=str(row["ref"]),
-                path=str(row["path"]),
-                kind=str(row["kind"]),
-                data_set_id=int(row["data_set_id"]),
-                image_id=row["image_id"],
-            )
-            problems.append(Problem(item, state))
+) -> list[tuple[int, str]]:
+    """Hash every done file; count verified, missing and corrupt; (id, problem) of bad ones."""
+    problems: list[tuple[int, str]] = []
+    cores = os.cpu_count() or 1
+    threads = anyio.CapacityLimiter(cores)
+    in_flight = anyio.Semaphore(2 * cores)  # groups read from the manifest and not yet hashed
+
+    async def check(rows: list[dict[str, Any]]) -> None:
+        try:
+            states = await anyio.to_thread.run_sync(_check_group, out, rows, limiter=threads)
+        finally:
+            in_flight.release()
+        for row, state in zip(rows, states, strict=True):
+            report.verified += 1
+            progress.advance(1, int(row["size"] or 0))
+            if state is None:
+                continue
+            problems.append((int(row["id"]), state))
             if state == "missing":
                 report.missing += 1
             else:
                 report.corrupt += 1
             log.warning("verify.problem", path=row["path"], problem=state)
-    return problems
 
-
-async def repair(
-    settings: Settings, manifest: Manifest, problems: list[Problem], report: RunReport
-) -> None:
-    """Fetch the problem items again, ``concurrency`` at a time, recording each outcome."""
-    send, receive = anyio.create_memory_object_stream[Problem](settings.concurrency)
-    outcomes: list[Outcome] = []
-    async with ApiClient.open(settings) as client:
-
-        async def work(stream: anyio.abc.ObjectReceiveStream[Problem]) -> None:
-            async with stream:
-                async for problem in stream:
-                    outcome = await fetch_item(client, settings.out, problem.item)
-                    if outcome.status is Status.DONE:
-                        report.repaired += 1
-                        report.bytes += outcome.size or 0
-                    else:
-                        report.failed += 1
-                        report.failures.append(outcome)
-                    outcomes.append(outcome)
-
-        async with anyio.create_task_group() as group:
-            async with receive:
-                for _ in range(settings.concurrency):
-                    group.start_soon(work, receive.clone())
-            async with send:
-                for problem in problems:
-                    await send.send(problem)
-        report.requests = client.requests
-        report.retries = client.retries
-    await manifest.record(outcomes)
-
-
-async def flag_problems(manifest: Manifest, problems: list[Problem]) -> None:
-    """Keep bad items done (so verify keeps reporting them) but flag them for the next mirror."""
-    for start in range(0, len(problems), 500):
-        chunk = problems[start : start + 500]
-        async with manifest.begin() as connection:
-            await connection.execute(
-                update(items)
-                .where(items.c.id == bindparam("b_id"))
-                .values(error=bindparam("b_error")),
-                [{"b_id": p.id, "b_error": f"{VERIFY_FLAG}file {p.state} on disk"} for p in chunk],
-            )
+    rows: list[dict[str, Any]] = []
+    async with anyio.create_task_group() as group:
+        async for row in manifest.rows(Status.DONE.value):
+            rows.append(row)
+            if len(rows) == GROUP:
+                await in_flight.acquire()
+                group.start_soon(check, rows)
+                rows = []
+        if rows:
+            await in_flight.acquire()
+            group.start_soon(check, rows)
+    return sorted(problems)
 
 
 async def run_verify(
@@ -139,16 +96,30 @@ async def run_verify(
     """Verify (and optionally repair) every done file of the mirror."""
     report = RunReport(command="verify")
     started = time.monotonic()
+    stop = Stop()
     async with (
-        manifest_session(settings, "verify", must_exist=True) as manifest,
+        run_session(settings, "verify", must_exist=True) as manifest,
         recorded_run(manifest, settings, {}, report, report_file),
     ):
         with RunProgress(settings.progress, "verify") as progress:
             tallies = await manifest.tallies()
             progress.set_total(tallies.get(Status.DONE.value, Tally()).items)
             problems = await find_problems(manifest, settings.out, report, progress)
-        await flag_problems(manifest, problems)
+        await manifest.flag_problems(problems)
         if repair_files and problems:
-            await repair(settings, manifest, problems, report)
+            ids = [item_id for item_id, _ in problems]
+            await manifest.mark_pending(ids, "file missing or corrupt on disk (verify --repair)")
+            async with run_tools(settings, manifest, stop, "repair") as tools:
+                source = ListSource(manifest, ids, stop)
+                stats = await fetch_pending(
+                    settings, manifest, tools, source, owner=owner_id(), command="verify"
+                )
+            report.repaired = stats.done
+            report.failed = stats.failed
+            report.failures = stats.failures
+            report.bytes = stats.bytes
+            report.requests = tools.client.requests
+            report.retries = tools.client.retries
         report.seconds = time.monotonic() - started
+        report.interrupted_by = stop.signal
     return report

@@ -47,16 +47,11 @@ def assert_mirror_exact(sim, out: Path, capsys: pytest.CaptureFixture[str]) -> l
     return rows
 
 
-@pytest.mark.parametrize("read_whole", [1024 * 1024, 0], ids=["one-read", "streamed"])
 def test_fifteen_percent_faults_of_every_kind_still_give_an_exact_mirror(
     tmp_path: Path,
     fast_config: Path,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-    read_whole: int,
 ) -> None:
-    """Both ways of reading a body: small ones in one read, others streamed chunk by chunk."""
-    monkeypatch.setattr("crawler.client.READ_WHOLE", read_whole)
     config = SimulatorConfig(
         fault_rate=0.15, fault_kinds=FAULT_KINDS, stall_seconds=30, retry_after_seconds=1, seed=7
     )

@@ -18,7 +18,6 @@ from crawler.manifest.database import SCHEMA_HEAD, async_url, head_revision
 from crawler.manifest.repository import _PENDING as PENDING_SQL
 from crawler.manifest.repository import INSERT_CHUNK, Outcome, Tally, tally_statement
 from crawler.plan import Item
-from crawler.simulator import ThreadedSimulator
 
 BASE = "http://api.test"
 
@@ -92,39 +91,6 @@ def test_a_current_manifest_opens_without_importing_alembic(tmp_path: Path) -> N
         for _ in range(2)
     ]
     assert runs == [["False"], ["False"]]  # created from the snapshot, then the stamp is read
-
-
-LATE_ASYNC_IMPORT = """
-import sys
-import crawler.manifest
-print("sqlalchemy.orm" in sys.modules)
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-import sqlalchemy.ext.asyncio as package
-print("sqlalchemy.orm" in sys.modules, AsyncSession.__name__, package.async_sessionmaker.__name__)
-"""
-
-
-def test_the_manifest_loads_no_orm_yet_the_asyncio_package_stays_whole() -> None:
-    """The manifest imports SQLAlchemy's async engine without the ORM its package __init__
-    loads; anyone importing the package's other names later still gets them."""
-    printed = subprocess.run(
-        [sys.executable, "-c", LATE_ASYNC_IMPORT], capture_output=True, text=True, check=True
-    ).stdout.split()
-    assert printed == ["False", "True", "AsyncSession", "async_sessionmaker"]
-
-
-def test_a_mirror_never_imports_the_orm(sim: ThreadedSimulator, tmp_path: Path) -> None:
-    out = tmp_path / "m"
-    completed = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "crawler", "mirror", "--dataset", "100141599",
-         "--out", str(out), "--api-base", sim.base_url, "--no-progress", "--log-format", "json"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert completed.returncode == 0, completed.stderr[-2000:]
-    imported = [line.split("|")[-1].strip() for line in completed.stderr.splitlines()]
-    assert "sqlalchemy.ext.asyncio.engine" in imported
-    assert not [name for name in imported if name.startswith("sqlalchemy.orm")]
-    assert len(list(out.rglob("*.jpg"))) > 0
 
 
 def _schema(path: Path) -> tuple[list[tuple[str, str, str, str | None]], list[tuple[str]]]:
@@ -211,15 +177,15 @@ async def test_claims_are_exclusive_and_records_release_them(manifest: Manifest)
 async def test_a_pool_alone_reads_pending_items_by_id_through_the_status_index(
     tmp_path: Path, manifest: Manifest
 ) -> None:
-    """``pending`` claims nothing: it reads pending ids in order past a cursor (and up to
-    ``upto``), along ``ix_items_status_id``, without a scan of the table."""
+    """``pending`` claims nothing: it reads pending ids in order past a cursor, along
+    ``ix_items_status_id``, without a scan of the table; ``pending_in`` reads named ones."""
     await manifest.add_items(planned(10), BASE)
     await manifest.record(
         [Outcome(id=3, status=Status.DONE, url="u3", attempts=1, http_status=200, size=1)]
     )
     assert [c.id for c in await manifest.pending(after=0, limit=4)] == [1, 2, 4, 5]
     assert [c.id for c in await manifest.pending(after=5, limit=100)] == [6, 7, 8, 9, 10]
-    assert [c.id for c in await manifest.pending(after=1, limit=100, upto=4)] == [2, 4]
+    assert [c.id for c in await manifest.pending_in([4, 2, 3, 99])] == [2, 4]
     taken = (await manifest.pending(after=9, limit=1))[0]
     assert (taken.ref, taken.path, taken.kind, taken.image_id) == (
         "/api/v2/section_image_download/10?downsample=4",
@@ -230,7 +196,7 @@ async def test_a_pool_alone_reads_pending_items_by_id_through_the_status_index(
     rows = [r async for r in manifest.rows()]
     assert all(r["claimed_by"] is None for r in rows)  # nothing was claimed
     connection = sqlite3.connect(tmp_path / "m.sqlite")
-    plan = connection.execute("EXPLAIN QUERY PLAN " + PENDING_SQL, ("pending", 0, 10, 5)).fetchall()
+    plan = connection.execute("EXPLAIN QUERY PLAN " + PENDING_SQL, ("pending", 0, 5)).fetchall()
     connection.close()
     details = " ".join(row[-1] for row in plan)
     assert "USING INDEX ix_items_status_id" in details, details
@@ -281,9 +247,9 @@ class _Wrapped(Exception):
 def test_only_deadlocks_and_serialization_failures_are_run_again(
     error: Exception, transient: bool
 ) -> None:
-    from crawler.manifest.repository import is_transient
+    from crawler.manifest.errors import is_conflict
 
-    assert is_transient(error) is transient
+    assert is_conflict(error) is transient
 
 
 async def test_rows_written_as_driver_rows_read_back_like_any_other(manifest: Manifest) -> None:

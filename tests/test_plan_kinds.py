@@ -13,10 +13,10 @@ import pytest
 
 from crawler import kinds, plan, validate
 from crawler.cli import parse_ids_text, parse_sections
-from crawler.client import check_jpeg_body
 from crawler.config import load_settings
 from crawler.errors import ContentError, UsageError
 from crawler.extras import unionizes_csv, unionizes_json
+from crawler.kinds import check_jpeg_body
 from crawler.plan import PlanOptions
 from crawler.simulator.grids import expression_zip, projection_nrrd
 
@@ -185,10 +185,10 @@ def test_estimate_model() -> None:
 
 
 def test_body_check_by_kind() -> None:
-    assert kinds.body_check("section") == (check_jpeg_body, True)
-    assert kinds.body_check("annotation") == (check_jpeg_body, True)
-    assert kinds.body_check("grid") == (kinds.check_nrrd_body, False)
-    assert kinds.body_check("expression_grid") == (kinds.check_zip_body, False)
+    assert kinds.body_rule("section") == kinds.BodyRule(check_jpeg_body, image=True)
+    assert kinds.body_rule("annotation") == kinds.BodyRule(check_jpeg_body, image=True)
+    assert kinds.body_rule("grid") == kinds.BodyRule(kinds.check_nrrd_body, image=False)
+    assert kinds.body_rule("expression_grid") == kinds.BodyRule(kinds.check_zip_body, image=False)
 
 
 def test_nrrd_check() -> None:
@@ -267,7 +267,7 @@ def test_settings_refuse_bad_plan_options(flags: dict[str, str], message: str) -
 
 
 def test_plan_options_from_the_config_file(tmp_path: Path) -> None:
-    from crawler.pipeline import plan_options
+    from crawler.planner import plan_options
 
     config = tmp_path / "c.toml"
     config.write_text(

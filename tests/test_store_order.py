@@ -9,16 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from crawler.commit import LoopCommitter, ThreadCommitter
+from crawler.localstore import OWN_SUFFIX, LocalStore, filesystem_now, sweep_parts
 from crawler.manifest.models import Status
 from crawler.manifest.repository import Manifest, Outcome
-from crawler.store import PartWriter, filesystem_now, part_path, sweep_parts
+from crawler.store import StoredFile
 from tests.conftest import FAST, run_cli
 
 
-@pytest.mark.parametrize("committer_class", [LoopCommitter, ThreadCommitter])
-async def test_part_writer_fsyncs_before_rename(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, committer_class: type
+def part_path(dest: Path) -> Path:
+    return dest.with_name(dest.name + OWN_SUFFIX)
+
+
+async def test_a_file_is_fsynced_before_it_is_renamed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
     real_fsync, real_replace = os.fsync, os.replace
@@ -27,28 +30,26 @@ async def test_part_writer_fsyncs_before_rename(
         os, "replace", lambda a, b: (calls.append("replace"), real_replace(a, b))[1]
     )
     dest = tmp_path / "a" / "x.jpg"
-    writer = PartWriter(dest)
-    writer.add(b"\xff\xd8" + b"x" * 100)
-    writer.add(b"\xff\xd9")
+    store = LocalStore(tmp_path)
+    async with store.part("a/x.jpg") as part:
+        await part.write(b"\xff\xd8" + b"x" * 100)
+        await part.write(b"\xff\xd9")
     assert not dest.exists()
-    committer = committer_class()
-    try:
-        stored = await committer.commit(writer)
-    finally:
-        committer.close()
+    [stored] = await store.commit([part])
     assert calls == ["fsync", "replace"]
     assert dest.read_bytes() == b"\xff\xd8" + b"x" * 100 + b"\xff\xd9"
+    assert isinstance(stored, StoredFile)
     assert stored.sha256 == hashlib.sha256(dest.read_bytes()).hexdigest()
     assert not part_path(dest).exists()
 
 
 async def test_discard_leaves_nothing(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
     dest = tmp_path / "y.jpg"
-    writer = PartWriter(dest)
-    writer.add(b"x" * (5 * 1024 * 1024))
-    await writer.spill()
+    async with store.part("y.jpg") as part:
+        await part.write(b"x" * (5 * 1024 * 1024))  # past the spill size: on disk already
     assert part_path(dest).exists()
-    await writer.discard()
+    await store.discard([part])
     assert not part_path(dest).exists() and not dest.exists()
 
 

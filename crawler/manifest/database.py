@@ -15,20 +15,20 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from crawler.errors import ManifestError, UsageError
-from crawler.manifest.asyncengine import AsyncEngine, create_async_engine
-from crawler.manifest.repository import Manifest
+from crawler.manifest.errors import reason
+from crawler.manifest.repository import RETRY_SECONDS, Manifest
+from crawler.manifest.snapshot import REVISION as SCHEMA_HEAD
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 T = TypeVar("T")
 
-# The newest migration shipped (tests check it against Alembic's own head). A manifest already
-# stamped with it opens without importing Alembic, which costs a third of a second per command.
-SCHEMA_HEAD = "0004"
-
+# SCHEMA_HEAD, the newest migration shipped, is the snapshot's revision (tests check it against
+# Alembic's own head). A manifest stamped with it opens without importing Alembic.
 CONNECT_TIMEOUT = 10.0  # seconds: an unreachable server is an error, not a minute-long hang
 MIGRATION_LOCK = 727274  # the pg_advisory_xact_lock key every migrating process queues on
 
@@ -177,22 +177,21 @@ async def migrate(engine: AsyncEngine) -> None:
         await connection.run_sync(_upgrade)
 
 
-def _one_line(exc: BaseException) -> str:
-    """The driver's reason, on one line (psycopg's connection errors span several)."""
-    reason = getattr(exc, "orig", None) or exc
-    return " ".join(str(reason).split()) or reason.__class__.__name__
+async def open_manifest(
+    url: str, *, upgrade: bool = True, retry_seconds: float = RETRY_SECONDS
+) -> Manifest:
+    """Open (and by default migrate) the manifest, translating database errors to one line.
 
-
-async def open_manifest(url: str, *, upgrade: bool = True) -> Manifest:
-    """Open (and by default migrate) the manifest, translating database errors to one line."""
+    ``retry_seconds``: how long later statements wait for a lost connection to come back.
+    """
     engine = create_engine(url)
     try:
         if upgrade:
             await migrate(engine)
     except (SQLAlchemyError, DBAPIError, OSError) as exc:
         await engine.dispose()
-        raise ManifestError(f"cannot open manifest {safe_url(url)}: {_one_line(exc)}") from exc
-    return Manifest(engine)
+        raise ManifestError(f"cannot open manifest {safe_url(url)}: {reason(exc)}") from exc
+    return Manifest(engine, retry_seconds=retry_seconds)
 
 
 async def _on_schema(url: str, action: Callable[[Connection], T]) -> T:
@@ -205,7 +204,7 @@ async def _on_schema(url: str, action: Callable[[Connection], T]) -> T:
     except CommandError as exc:
         raise UsageError(f"migration: {exc}") from exc
     except (SQLAlchemyError, DBAPIError, OSError) as exc:
-        raise ManifestError(f"cannot open manifest {safe_url(url)}: {_one_line(exc)}") from exc
+        raise ManifestError(f"cannot open manifest {safe_url(url)}: {reason(exc)}") from exc
     finally:
         await engine.dispose()
 

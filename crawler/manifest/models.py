@@ -60,6 +60,7 @@ items = Table(
     Column("updated_at", DateTime, nullable=False),
     Column("fetched_at", DateTime),
     Column("previous_sha256", String(64)),  # set while rechecking
+    Column("problem", String(16)),  # verify found the done file missing | corrupt
     Index("ix_items_status_id", "status", "id"),
     Index("ix_items_tally", "data_set_id", "status", "size"),  # status: index-only
     # Partial on both databases (migration 0003); PostgreSQL's clause is added in

@@ -9,38 +9,24 @@ by the database server's clock, so workers on hosts whose clocks disagree still 
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
-from sqlalchemy import DateTime, and_, case, func, or_, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import DateTime, and_, bindparam, case, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from crawler.errors import ManifestError
-from crawler.manifest.asyncengine import AsyncConnection, AsyncEngine
+from crawler.manifest import errors
 from crawler.manifest.models import Status, items
 from crawler.plan import Item
 from crawler.retry import utcnow
 
-WRITE_ATTEMPTS = 4
-# Postgres aborts one of two transactions that wait on each other (40P01) or cannot be
-# serialized (40001); running the loser again is the documented remedy.
-TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
-
-
-def is_transient(exc: BaseException) -> bool:
-    """A write that failed only because of a concurrent one, and may simply be run again."""
-    original = getattr(exc, "orig", None)
-    code = getattr(original, "sqlstate", None) or getattr(original, "pgcode", None)
-    text = str(original or exc).lower()
-    return (
-        code in TRANSIENT_SQLSTATES or "deadlock detected" in text or "could not serialize" in text
-    )
-
+T = TypeVar("T")
 
 INSERT_CHUNK = 2000
 
@@ -51,18 +37,17 @@ _INSERT_SQLITE = (
 )
 _RECORD = (
     "UPDATE items SET status = ?, url = ?, attempts = attempts + ?, http_status = ?, size = ?, "
-    "sha256 = ?, error = ?, claimed_by = NULL, lease_until = NULL, updated_at = ?, "
+    "sha256 = ?, error = ?, problem = NULL, claimed_by = NULL, lease_until = NULL, updated_at = ?, "
     "fetched_at = ? WHERE id = ?"
 )
 _PENDING = (
     "SELECT id, ref, path, kind, data_set_id, image_id FROM items "
-    "WHERE status = ? AND id > ? AND id <= ? ORDER BY id LIMIT ?"
+    "WHERE status = ? AND id > ? ORDER BY id LIMIT ?"
 )
-MAX_ID = 2**63 - 1
+CHUNK = 500  # ids per IN (...) list
+RETRY_SECONDS = 120.0  # how long a lost database connection is waited for, by default
 
 
-# Not frozen: built per item, and a frozen dataclass's __init__ (object.__setattr__ per field)
-# costs about four times a plain one's.
 @dataclass(slots=True)
 class Claimed:
     """An item a pool has taken: under a lease, or (alone on its manifest) without one."""
@@ -73,6 +58,16 @@ class Claimed:
     kind: str
     data_set_id: int
     image_id: int | None
+
+
+CLAIMED_COLUMNS = (
+    items.c.id,
+    items.c.ref,
+    items.c.path,
+    items.c.kind,
+    items.c.data_set_id,
+    items.c.image_id,
+)
 
 
 @dataclass(slots=True)
@@ -98,18 +93,24 @@ class Tally:
 
 
 class Manifest:
-    """A handle on one manifest database; every method is one short unit of work."""
+    """A handle on one manifest database; every method is one short unit of work.
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    Every statement runs through ``_run``: errors are translated once there, deadlock victims
+    run again and a lost connection is waited for (crawler/manifest/errors.py). Nothing outside
+    the ``crawler.manifest`` package writes SQL.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, retry_seconds: float = RETRY_SECONDS) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
+        self.retry_seconds = retry_seconds
 
     async def close(self) -> None:
         """Release connections (and let SQLite checkpoint its WAL)."""
         await self.engine.dispose()
 
     @asynccontextmanager
-    async def begin(self) -> AsyncIterator[AsyncConnection]:
+    async def _begin(self) -> AsyncIterator[AsyncConnection]:
         """A transaction that a cancellation cannot cut in half.
 
         A stopping run cancels its tasks again and again at every await (anyio's cancel scopes);
@@ -123,12 +124,51 @@ class Manifest:
                 yield connection
 
     @asynccontextmanager
-    async def connect(self) -> AsyncIterator[AsyncConnection]:
-        """A read that a cancellation cannot cut in half (see ``begin``)."""
+    async def _connect(self) -> AsyncIterator[AsyncConnection]:
+        """A read that a cancellation cannot cut in half (see ``_begin``)."""
         await anyio.lowlevel.checkpoint_if_cancelled()
         with anyio.CancelScope(shield=True):
             async with self.engine.connect() as connection:
                 yield connection
+
+    async def _run(self, work: Callable[[AsyncConnection], Awaitable[T]], *, write: bool) -> T:
+        """``work`` in one transaction (or one read), under the manifest's retry rules."""
+
+        async def once() -> T:
+            async with self._begin() if write else self._connect() as connection:
+                return await work(connection)
+
+        what = "write" if write else "read"
+        return await errors.run(once, what=what, retry_seconds=self.retry_seconds)
+
+    async def execute(self, statement: Any, params: Any = None) -> Any:
+        """One statement in its own transaction; its (buffered) result.
+
+        A ``str`` statement is the driver's own SQL (see ``_driver_sql``), run as is.
+        """
+
+        async def work(connection: AsyncConnection) -> Any:
+            if isinstance(statement, str):
+                return await connection.exec_driver_sql(statement, params)
+            return await connection.execute(statement, params)
+
+        return await self._run(work, write=True)
+
+    async def read(self, statement: Any) -> list[Any]:
+        """The rows of one query."""
+
+        async def work(connection: AsyncConnection) -> list[Any]:
+            return list((await connection.execute(statement)).all())
+
+        return await self._run(work, write=False)
+
+    async def read_mappings(self, statement: Any) -> list[dict[str, Any]]:
+        """The rows of one query, as dicts."""
+
+        async def work(connection: AsyncConnection) -> list[dict[str, Any]]:
+            return [dict(row) for row in (await connection.execute(statement)).mappings().all()]
+
+        return await self._run(work, write=False)
 
     def now(self) -> Any:
         """The clock of leases and heartbeats: the server's on Postgres (one clock for every
@@ -137,29 +177,11 @@ class Manifest:
             return func.timezone("UTC", func.now(), type_=DateTime())
         return utcnow()
 
-    async def _write(self, statement: Any, params: Any = None) -> Any:
-        """One statement in its own transaction; a deadlock victim is simply run again.
-
-        A ``str`` statement is the driver's own SQL (see ``_driver_sql``), run as is.
-        """
-        for attempt in range(1, WRITE_ATTEMPTS + 1):
-            try:
-                async with self.begin() as connection:
-                    if isinstance(statement, str):
-                        return await connection.exec_driver_sql(statement, params)
-                    return await connection.execute(statement, params)
-            except (SQLAlchemyError, OSError) as exc:
-                if attempt < WRITE_ATTEMPTS and is_transient(exc):
-                    await anyio.sleep(0.05 * attempt)
-                    continue
-                raise ManifestError(f"manifest write failed: {getattr(exc, 'orig', exc)}") from exc
-        raise AssertionError("unreachable")
-
     def _driver_sql(self, template: str) -> str:
         """``template`` with each ``?`` in the driver's own placeholder style.
 
-        The hot batch writes (a row per item planned or fetched) go to the driver as plain
-        tuples: SQLAlchemy's per-row parameter processing cost more than SQLite's own work.
+        The batch writes (a row per item planned or fetched) go to the driver as plain tuples:
+        SQLAlchemy's per-row parameter processing cost more than SQLite's own work.
         """
         style = self.engine.dialect.paramstyle
         if style == "qmark":
@@ -180,21 +202,23 @@ class Manifest:
         process = items.c.updated_at.type.dialect_impl(dialect).bind_processor(dialect)
         return process(moment) if process is not None else moment
 
+    # -- planning ------------------------------------------------------------------------
+
     async def add_items(self, planned: Iterable[Item], api_base: str) -> int:
         """Record planned items; items already known (same ref) are left as they are.
 
-        A chunk per transaction (see ``begin``): a stop keeps the chunks already written.
+        A chunk per transaction: a stop keeps the chunks already written.
         """
         insert = self._insert_sqlite if self.dialect == "sqlite" else self._insert_postgresql
         now = utcnow()
         added = 0
         iterator = iter(planned)
-        try:
-            while chunk := list(itertools.islice(iterator, INSERT_CHUNK)):
-                async with self.begin() as connection:
-                    added += await insert(connection, chunk, api_base, now)
-        except (SQLAlchemyError, OSError) as exc:
-            raise ManifestError(f"manifest write failed: {getattr(exc, 'orig', exc)}") from exc
+        while chunk := list(itertools.islice(iterator, INSERT_CHUNK)):
+
+            async def work(connection: AsyncConnection, rows: list[Item] = chunk) -> int:
+                return await insert(connection, rows, api_base, now)
+
+            added += await self._run(work, write=True)
         return added
 
     async def _insert_sqlite(
@@ -250,13 +274,15 @@ class Manifest:
         ]
         return len((await connection.execute(statement, batch)).all())
 
+    # -- starting and resuming -----------------------------------------------------------
+
     async def reopen(self, *, exclusive: bool) -> int:
         """Start a run: failed items get another chance, stale claims are released.
 
         ``exclusive`` (this process holds the output lock) releases every claim; otherwise
         only claims whose lease has expired. Returns how many failed items were reopened.
         """
-        result = await self._write(
+        result = await self.execute(
             update(items)
             .where(items.c.status == Status.FAILED.value)
             .values(status=Status.PENDING.value, updated_at=utcnow())
@@ -273,7 +299,7 @@ class Manifest:
         stale: Any = items.c.claimed_by.is_not(None)
         if not exclusive:
             stale = and_(stale, items.c.lease_until < self.now())
-        result = await self._write(
+        result = await self.execute(
             update(items).where(stale).values(claimed_by=None, lease_until=None)
         )
         return int(result.rowcount or 0)
@@ -282,15 +308,12 @@ class Manifest:
         """(id, path, size) of done items in id order, a chunk at a time."""
         last = 0
         while True:
-            async with self.connect() as connection:
-                rows = (
-                    await connection.execute(
-                        select(items.c.id, items.c.path, items.c.size)
-                        .where(items.c.status == Status.DONE.value, items.c.id > last)
-                        .order_by(items.c.id)
-                        .limit(chunk)
-                    )
-                ).all()
+            rows = await self.read(
+                select(items.c.id, items.c.path, items.c.size)
+                .where(items.c.status == Status.DONE.value, items.c.id > last)
+                .order_by(items.c.id)
+                .limit(chunk)
+            )
             if not rows:
                 return
             last = rows[-1][0]
@@ -298,15 +321,108 @@ class Manifest:
 
     async def mark_pending(self, ids: Sequence[int], reason: str) -> None:
         """Send items back to the queue (their file is gone or wrong)."""
-        if not ids:
-            return
         now = utcnow()
-        for start in range(0, len(ids), 500):
-            await self._write(
+        for start in range(0, len(ids), CHUNK):
+            await self.execute(
                 update(items)
-                .where(items.c.id.in_(ids[start : start + 500]))
-                .values(status=Status.PENDING.value, error=reason, updated_at=now)
+                .where(items.c.id.in_(ids[start : start + CHUNK]))
+                .values(status=Status.PENDING.value, error=reason, problem=None, updated_at=now)
             )
+
+    async def flag_problems(self, problems: Sequence[tuple[int, str]]) -> None:
+        """``verify``'s findings: (id, missing | corrupt). The items stay done, so verify keeps
+        reporting them, and the next mirror or sync fetches them again (``requeue_flagged``)."""
+        statement = (
+            update(items).where(items.c.id == bindparam("b_id")).values(problem=bindparam("b_pr"))
+        )
+        for start in range(0, len(problems), CHUNK):
+            chunk = problems[start : start + CHUNK]
+            await self.execute(statement, [{"b_id": i, "b_pr": p} for i, p in chunk])
+
+    async def requeue_flagged(self) -> list[int]:
+        """Done items that ``verify`` flagged go back to the queue; their ids."""
+        flagged = and_(items.c.status == Status.DONE.value, items.c.problem.is_not(None))
+        ids = [int(row[0]) for row in await self.read(select(items.c.id).where(flagged))]
+        await self.mark_pending(ids, "file missing or corrupt on disk (verify)")
+        return ids
+
+    # -- sync ----------------------------------------------------------------------------
+
+    async def listed_items(self, data_set_id: int) -> list[tuple[int, str, int]]:
+        """(id, path, image id) of a data set's image items that are not removed."""
+        rows = await self.read(
+            select(items.c.id, items.c.path, items.c.image_id).where(
+                items.c.data_set_id == data_set_id,
+                items.c.image_id.is_not(None),
+                items.c.status != Status.REMOVED.value,
+            )
+        )
+        return [(int(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+    async def mark_removed(self, ids: Sequence[int], reason: str) -> None:
+        """Items whose image the API no longer lists."""
+        for start in range(0, len(ids), CHUNK):
+            await self.execute(
+                update(items)
+                .where(items.c.id.in_(ids[start : start + CHUNK]))
+                .values(
+                    status=Status.REMOVED.value,
+                    error=reason,
+                    claimed_by=None,
+                    lease_until=None,
+                    updated_at=utcnow(),
+                )
+            )
+
+    async def reopen_listed(self, data_set_id: int, image_ids: Sequence[int]) -> int:
+        """Items flagged removed whose image is listed again go back to the queue."""
+        reopened = 0
+        for start in range(0, len(image_ids), CHUNK):
+            result = await self.execute(
+                update(items)
+                .where(
+                    items.c.data_set_id == data_set_id,
+                    items.c.status == Status.REMOVED.value,
+                    items.c.image_id.in_(image_ids[start : start + CHUNK]),
+                )
+                .values(status=Status.PENDING.value, error=None, updated_at=utcnow())
+            )
+            reopened += int(result.rowcount or 0)
+        return reopened
+
+    async def mark_for_recheck(self, data_set_ids: Sequence[int]) -> int:
+        """Done items go back to pending, remembering their checksum to compare afterwards."""
+        result = await self.execute(
+            update(items)
+            .where(items.c.status == Status.DONE.value, items.c.data_set_id.in_(data_set_ids))
+            .values(status=Status.PENDING.value, previous_sha256=items.c.sha256)
+        )
+        return int(result.rowcount or 0)
+
+    async def count_changes(self) -> tuple[int, int]:
+        """(changed, unchanged) among rechecked items that completed; old checksums forgotten."""
+        rechecked = and_(items.c.status == Status.DONE.value, items.c.previous_sha256.is_not(None))
+        same = items.c.previous_sha256 == items.c.sha256
+
+        async def work(connection: AsyncConnection) -> tuple[int, int]:
+            counted = select(func.count()).where(rechecked)
+            changed = (await connection.execute(counted.where(~same))).scalar_one()
+            unchanged = (await connection.execute(counted.where(same))).scalar_one()
+            await connection.execute(update(items).where(rechecked).values(previous_sha256=None))
+            return int(changed), int(unchanged)
+
+        return await self._run(work, write=True)
+
+    async def count_done(self, data_set_ids: Sequence[int]) -> int:
+        """Done items of the given data sets."""
+        rows = await self.read(
+            select(func.count()).where(
+                items.c.status == Status.DONE.value, items.c.data_set_id.in_(data_set_ids)
+            )
+        )
+        return int(rows[0][0])
+
+    # -- fetching ------------------------------------------------------------------------
 
     async def claim(self, owner: str, limit: int, lease: timedelta) -> list[Claimed]:
         """Take up to ``limit`` pending items nobody holds, in id order, under a lease."""
@@ -322,57 +438,59 @@ class Manifest:
             update(items)
             .where(items.c.id.in_(free.scalar_subquery()))
             .values(claimed_by=owner, lease_until=now + lease)
-            .returning(
-                items.c.id,
-                items.c.ref,
-                items.c.path,
-                items.c.kind,
-                items.c.data_set_id,
-                items.c.image_id,
-            )
+            .returning(*CLAIMED_COLUMNS)
         )
-        result = await self._write(statement)
-        rows = sorted(result.all(), key=lambda r: r[0])
-        return [Claimed(*row) for row in rows]
+        result = await self.execute(statement)
+        return [Claimed(*row) for row in sorted(result.all(), key=lambda r: r[0])]
 
-    async def pending(self, *, after: int, limit: int, upto: int | None = None) -> list[Claimed]:
-        """Pending items with ``after`` < id (<= ``upto``), in id order, without claiming them.
+    async def pending(self, *, after: int, limit: int) -> list[Claimed]:
+        """Pending items with id > ``after``, in id order, without claiming them.
 
-        For a pool alone on its manifest (the output lock): nobody else takes items, so a read
-        suffices where a claim writes a row and an index entry per item.
+        For a process alone on its manifest (the output lock): nobody else takes items, so a
+        read suffices where a claim writes a row and an index entry per item.
         """
-        params = (Status.PENDING.value, after, MAX_ID if upto is None else upto, limit)
-        try:
-            async with self.connect() as connection:
-                result = await connection.exec_driver_sql(self._driver_sql(_PENDING), params)
-                return [Claimed(*tuple(row)) for row in result.all()]
-        except (SQLAlchemyError, OSError) as exc:
-            raise ManifestError(f"manifest read failed: {getattr(exc, 'orig', exc)}") from exc
+        params = (Status.PENDING.value, after, limit)
 
-    async def renew(self, owner: str, lease: timedelta, ids: Sequence[int] | None = None) -> int:
-        """Extend the lease on what this owner still holds (of ``ids``, when given).
+        async def work(connection: AsyncConnection) -> list[Claimed]:
+            result = await connection.exec_driver_sql(self._driver_sql(_PENDING), params)
+            return [Claimed(*tuple(row)) for row in result.all()]
+
+        return await self._run(work, write=False)
+
+    async def pending_in(self, ids: Sequence[int]) -> list[Claimed]:
+        """Those of ``ids`` that are pending, in id order, without claiming them."""
+        found: list[Claimed] = []
+        for start in range(0, len(ids), CHUNK):
+            rows = await self.read(
+                select(*CLAIMED_COLUMNS)
+                .where(
+                    items.c.status == Status.PENDING.value,
+                    items.c.id.in_(ids[start : start + CHUNK]),
+                )
+                .order_by(items.c.id)
+            )
+            found.extend(Claimed(*tuple(row)) for row in rows)
+        return found
+
+    async def renew(self, owner: str, lease: timedelta, ids: Sequence[int]) -> int:
+        """Extend the lease on those of ``ids`` this owner still holds.
 
         Returns how many leases were extended: fewer than ``ids`` means some were lost (the
         lease ran out and another worker took the item).
         """
-        condition: Any = and_(items.c.claimed_by == owner, items.c.status == Status.PENDING.value)
-        if ids is None:
-            result = await self._write(
-                update(items).where(condition).values(lease_until=self.now() + lease)
-            )
-            return int(result.rowcount or 0)
+        condition = and_(items.c.claimed_by == owner, items.c.status == Status.PENDING.value)
         renewed = 0
-        for start in range(0, len(ids), 500):
+        for start in range(0, len(ids), CHUNK):
             # Rows a concurrent record() holds are being settled: skip them rather than wait,
             # so renewing and recording never lock the same rows in opposite orders.
             mine = (
                 select(items.c.id)
-                .where(condition, items.c.id.in_(ids[start : start + 500]))
+                .where(condition, items.c.id.in_(ids[start : start + CHUNK]))
                 .order_by(items.c.id)
             )
             if self.dialect == "postgresql":
                 mine = mine.with_for_update(skip_locked=True)
-            result = await self._write(
+            result = await self.execute(
                 update(items)
                 .where(items.c.id.in_(mine.scalar_subquery()))
                 .values(lease_until=self.now() + lease)
@@ -400,11 +518,7 @@ class Manifest:
         )
         if self.dialect == "postgresql":
             statement = statement.add_columns(now)
-        try:
-            async with self.connect() as connection:
-                row = (await connection.execute(statement)).one()
-        except (SQLAlchemyError, OSError) as exc:
-            raise ManifestError(f"manifest read failed: {getattr(exc, 'orig', exc)}") from exc
+        row = (await self.read(statement))[0]
         if not row[0]:
             return None
         if row[1] or row[2] is None:
@@ -413,14 +527,13 @@ class Manifest:
         wait: float = (row[2] - clock).total_seconds()
         return max(0.0, wait)
 
-    async def release(self, owner: str, ids: Sequence[int] | None = None) -> None:
-        """Give claims back without a result (stopping early)."""
-        condition: Any = items.c.claimed_by == owner
-        if ids is not None:
-            if not ids:
-                return
-            condition = and_(condition, items.c.id.in_(ids))
-        await self._write(update(items).where(condition).values(claimed_by=None, lease_until=None))
+    async def release(self, owner: str) -> None:
+        """Give back every claim of ``owner`` without a result (a stopping run)."""
+        await self.execute(
+            update(items)
+            .where(items.c.claimed_by == owner)
+            .values(claimed_by=None, lease_until=None)
+        )
 
     async def record(self, outcomes: Sequence[Outcome]) -> None:
         """Write a batch of results in one transaction."""
@@ -443,7 +556,9 @@ class Manifest:
             )
             for o in sorted(outcomes, key=lambda o: o.id)  # one lock order for every writer
         ]
-        await self._write(self._driver_sql(_RECORD), rows)
+        await self.execute(self._driver_sql(_RECORD), rows)
+
+    # -- reading -------------------------------------------------------------------------
 
     async def tallies(self) -> dict[str, Tally]:
         """Items and bytes per status."""
@@ -458,9 +573,7 @@ class Manifest:
         return await self._grouped(by_data_set=True)
 
     async def _grouped(self, *, by_data_set: bool) -> dict[tuple[int | None, str], Tally]:
-        statement = tally_statement(by_data_set=by_data_set)
-        async with self.connect() as connection:
-            rows = (await connection.execute(statement)).all()
+        rows = await self.read(tally_statement(by_data_set=by_data_set))
         result: dict[tuple[int | None, str], Tally] = {}
         for row in rows:
             key = (int(row[0]), str(row[1])) if by_data_set else (None, str(row[0]))
@@ -476,31 +589,22 @@ class Manifest:
             condition: Any = items.c.id > last
             if status is not None:
                 condition = and_(condition, items.c.status == status)
-            async with self.connect() as connection:
-                batch = (
-                    (
-                        await connection.execute(
-                            select(items).where(condition).order_by(items.c.id).limit(chunk)
-                        )
-                    )
-                    .mappings()
-                    .all()
-                )
+            batch = await self.read_mappings(
+                select(items).where(condition).order_by(items.c.id).limit(chunk)
+            )
             if not batch:
                 return
             last = batch[-1]["id"]
             for row in batch:
-                yield dict(row)
+                yield row
 
     async def holders(self) -> dict[str, tuple[int, datetime | None]]:
         """Who holds claims right now: owner -> (items, latest lease end)."""
-        statement = (
+        rows = await self.read(
             select(items.c.claimed_by, func.count(), func.max(items.c.lease_until))
             .where(items.c.claimed_by.is_not(None))
             .group_by(items.c.claimed_by)
         )
-        async with self.connect() as connection:
-            rows = (await connection.execute(statement)).all()
         return {str(r[0]): (int(r[1]), r[2]) for r in rows}
 
 

@@ -8,9 +8,7 @@ import socket
 from typing import Any
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.exc import SQLAlchemyError
 
-from crawler.errors import ManifestError
 from crawler.manifest.models import runs
 from crawler.manifest.repository import Manifest
 from crawler.retry import utcnow
@@ -20,24 +18,20 @@ async def start_run(
     manifest: Manifest, command: str, selection: dict[str, Any], settings: dict[str, Any]
 ) -> int:
     """Record that a run began; returns its id."""
-    try:
-        async with manifest.begin() as connection:
-            result = await connection.execute(
-                insert(runs)
-                .values(
-                    command=command,
-                    selection=json.dumps(selection, sort_keys=True),
-                    settings=json.dumps(settings, sort_keys=True),
-                    host=socket.gethostname(),
-                    pid=os.getpid(),
-                    started_at=utcnow(),
-                    outcome="running",
-                )
-                .returning(runs.c.id)
-            )
-            return int(result.scalar_one())
-    except SQLAlchemyError as exc:
-        raise ManifestError(f"manifest write failed: {getattr(exc, 'orig', exc)}") from exc
+    result = await manifest.execute(
+        insert(runs)
+        .values(
+            command=command,
+            selection=json.dumps(selection, sort_keys=True),
+            settings=json.dumps(settings, sort_keys=True),
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started_at=utcnow(),
+            outcome="running",
+        )
+        .returning(runs.c.id)
+    )
+    return int(result.scalar_one())
 
 
 async def finish_run(
@@ -51,22 +45,18 @@ async def finish_run(
     report_path: str | None,
 ) -> None:
     """Record how a run ended."""
-    try:
-        async with manifest.begin() as connection:
-            await connection.execute(
-                update(runs)
-                .where(runs.c.id == run_id)
-                .values(
-                    finished_at=utcnow(),
-                    outcome=outcome,
-                    exit_code=exit_code,
-                    counts=json.dumps(counts, sort_keys=True),
-                    bytes=nbytes,
-                    report_path=report_path,
-                )
-            )
-    except SQLAlchemyError as exc:
-        raise ManifestError(f"manifest write failed: {getattr(exc, 'orig', exc)}") from exc
+    await manifest.execute(
+        update(runs)
+        .where(runs.c.id == run_id)
+        .values(
+            finished_at=utcnow(),
+            outcome=outcome,
+            exit_code=exit_code,
+            counts=json.dumps(counts, sort_keys=True),
+            bytes=nbytes,
+            report_path=report_path,
+        )
+    )
 
 
 async def list_runs(manifest: Manifest, limit: int | None = None) -> list[dict[str, Any]]:
@@ -74,11 +64,8 @@ async def list_runs(manifest: Manifest, limit: int | None = None) -> list[dict[s
     statement = select(runs).order_by(runs.c.id.desc())
     if limit is not None:
         statement = statement.limit(limit)
-    async with manifest.connect() as connection:
-        rows = (await connection.execute(statement)).mappings().all()
     result: list[dict[str, Any]] = []
-    for row in rows:
-        entry = dict(row)
+    for entry in await manifest.read_mappings(statement):
         for name in ("selection", "settings", "counts"):
             entry[name] = json.loads(entry[name]) if entry[name] else None
         result.append(entry)

@@ -7,7 +7,7 @@ manifest with Alembic and requires its ``sqlite_master`` to equal this; after ad
 regenerate this file from such a manifest (the failing test prints the statements).
 """
 
-REVISION = "0004"
+REVISION = "0005"
 
 SQLITE: tuple[str, ...] = (
     (
@@ -35,7 +35,7 @@ SQLITE: tuple[str, ...] = (
         "\tlease_until DATETIME, \n"
         "\tcreated_at DATETIME NOT NULL, \n"
         "\tupdated_at DATETIME NOT NULL, \n"
-        "\tfetched_at DATETIME, previous_sha256 VARCHAR(64), \n"
+        "\tfetched_at DATETIME, previous_sha256 VARCHAR(64), problem VARCHAR(16), \n"
         "\tPRIMARY KEY (id), \n"
         "\tCONSTRAINT uq_items_ref UNIQUE (ref)\n"
         ")"

@@ -16,9 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import SQLAlchemyError
 
-from crawler.errors import ManifestError
 from crawler.manifest.models import workers
 from crawler.manifest.repository import Manifest
 
@@ -36,19 +34,10 @@ class Beat:
     rate: float = 0.0  # requests per second since the previous beat
 
 
-async def _write(manifest: Manifest, statement: Any) -> None:
-    try:
-        async with manifest.begin() as connection:
-            await connection.execute(statement)
-    except (SQLAlchemyError, OSError) as exc:
-        raise ManifestError(f"manifest write failed: {getattr(exc, 'orig', exc)}") from exc
-
-
 async def register(manifest: Manifest, owner: str, command: str) -> None:
     """Announce a new fetching process."""
     now = manifest.now()
-    await _write(
-        manifest,
+    await manifest.execute(
         workers.insert().values(
             id=owner,
             command=command,
@@ -63,8 +52,7 @@ async def register(manifest: Manifest, owner: str, command: str) -> None:
 
 async def beat(manifest: Manifest, owner: str, counters: Beat) -> None:
     """The periodic heartbeat: still alive, and these are the counters so far."""
-    await _write(
-        manifest,
+    await manifest.execute(
         update(workers)
         .where(workers.c.id == owner)
         .values(last_seen=manifest.now(), **asdict(counters)),
@@ -74,8 +62,7 @@ async def beat(manifest: Manifest, owner: str, counters: Beat) -> None:
 async def stopped(manifest: Manifest, owner: str, counters: Beat) -> None:
     """The last word of a process that ends normally (or is stopped by a signal)."""
     now = manifest.now()
-    await _write(
-        manifest,
+    await manifest.execute(
         update(workers)
         .where(workers.c.id == owner)
         .values(last_seen=now, stopped_at=now, **asdict(counters) | {"rate": 0.0}),
@@ -95,11 +82,7 @@ async def live(manifest: Manifest, within: timedelta = LIVE_WITHIN) -> list[dict
         .where(workers.c.stopped_at.is_(None), workers.c.last_seen >= manifest.now() - within)
         .order_by(workers.c.started_at, workers.c.id)
     )
-    try:
-        async with manifest.connect() as connection:
-            rows = (await connection.execute(statement)).mappings().all()
-    except (SQLAlchemyError, OSError) as exc:
-        raise ManifestError(f"manifest read failed: {getattr(exc, 'orig', exc)}") from exc
+    rows = await manifest.read_mappings(statement)
     return [
         {key: _plain(value) for key, value in row.items() if key != "stopped_at"} for row in rows
     ]

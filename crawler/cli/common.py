@@ -1,0 +1,258 @@
+"""What the commands share: options, parsing of what users type, settings, and the finish.
+
+Everything a user can get wrong here raises UsageError with one line naming it; the entry point
+(crawler/cli/app.py) turns that into the message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import anyio
+import click
+import structlog
+
+from crawler import logs
+from crawler.config import Settings, load_settings
+from crawler.errors import UsageError
+from crawler.selection import Selection
+
+MAX_LISTED_FAILURES = 50
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def common_options(function: F) -> F:
+    """Options every command that reads the mirror shares."""
+    options = [
+        click.option(
+            "--out",
+            "-o",
+            type=click.Path(path_type=Path),
+            help="Mirror directory [default: ./mirror].",
+        ),
+        click.option(
+            "--manifest", help="Manifest SQLAlchemy URL [default: sqlite:///OUT/manifest.sqlite]."
+        ),
+        click.option("--config", type=click.Path(path_type=Path), help="TOML config file."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def selection_options(function: F) -> F:
+    """Options of the commands that enumerate and fetch."""
+    options = [
+        click.option("--dataset", "-d", multiple=True, help="SectionDataSet id (repeatable)."),
+        click.option(
+            "--ids-file",
+            multiple=True,
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="File of SectionDataSet ids, one per line; # comments and blank lines allowed.",
+        ),
+        click.option("--product", multiple=True, help="Every SectionDataSet of a product, e.g. 5."),
+        click.option(
+            "--criteria",
+            multiple=True,
+            help="Free SectionDataSet criteria, e.g. \"[transgenic_line$eq'Sst-IRES-Cre']\".",
+        ),
+        click.option("--atlas", multiple=True, help="Every AtlasImage of an Atlas, e.g. 1."),
+        click.option("--sections", help="Only section numbers A-B (inclusive)."),
+        click.option(
+            "--image",
+            multiple=True,
+            help="section | expression | projection (repeatable) [default: section].",
+        ),
+        click.option(
+            "--annotation",
+            is_flag=True,
+            default=None,
+            help="Atlas images: also the annotated drawings.",
+        ),
+        click.option(
+            "--range",
+            help="Colour window: auto | none | rl,ru,gl,gu,bl,bu (0-4095) [default: auto].",
+        ),
+        click.option("--tile", help="Fetch images as T x T tier-pixel tiles [default: 0 = whole]."),
+        click.option(
+            "--with",
+            "extras",
+            multiple=True,
+            help="Extras: grid, unionizes (comma-separated or repeated).",
+        ),
+        click.option(
+            "--grid-types",
+            help="Projection grid types, comma-separated [default: projection_density].",
+        ),
+        click.option(
+            "--grid-resolution",
+            help="Projection grid resolution: 10, 25, 50, 100 µm [default: 25].",
+        ),
+        click.option(
+            "--api-base",
+            help="API base URL [default: http://api.brain-map.org; env ALLEN_API_BASE].",
+        ),
+        click.option("--downsample", help="Tier: halve each side N times [default: 4]."),
+        click.option("--quality", help="JPEG quality 0-100 [default: the server's]."),
+        click.option("--concurrency", help="Requests in flight [default: 8]."),
+        click.option("--rate", help="Max requests per second, 0 = no cap [default: 0]."),
+        click.option("--retries", help="Retries per request [default: 5]."),
+        click.option("--timeout", help="Connect and idle-read timeout in seconds [default: 30]."),
+        click.option(
+            "--include-failed",
+            is_flag=True,
+            default=None,
+            help="Also fetch data sets and sections the API marks failed.",
+        ),
+        click.option("--no-progress", is_flag=True, help="No progress bar."),
+        click.option("--log-format", help="console | json [default: console on a TTY, else json]."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return common_options(function)
+
+
+def parse_ids(values: list[str] | None, what: str = "data set") -> tuple[int, ...]:
+    """Ids must be positive integers; say which one is not."""
+    ids: list[int] = []
+    for value in values or []:
+        for part in value.replace(",", " ").split():
+            if not (part.isascii() and part.isdigit()) or int(part) <= 0:
+                article = "an" if what[0] in "aeiou" else "a"
+                raise UsageError(f"not {article} {what} id: {part!r} (expected a positive integer)")
+            ids.append(int(part))
+    return tuple(ids)
+
+
+def parse_ids_text(text: str, source: str) -> tuple[int, ...]:
+    """One data set id per line; ``#`` starts a comment; blank lines are skipped."""
+    ids: list[int] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        value = line.split("#", 1)[0].strip()
+        if not value:
+            continue
+        if not (value.isascii() and value.isdigit()) or int(value) <= 0:
+            raise UsageError(
+                f"{source}, line {number}: not a data set id: {value!r} "
+                "(expected one positive integer per line)"
+            )
+        ids.append(int(value))
+    return tuple(ids)
+
+
+def read_ids_file(path: Path) -> tuple[int, ...]:
+    """The ids of an ``--ids-file``; an unreadable file is a usage error naming it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise UsageError(f"cannot read ids file {path}: {reason}") from exc
+    return parse_ids_text(text, f"ids file {path}")
+
+
+def parse_sections(text: str | None) -> tuple[int, int] | None:
+    """``--sections A-B`` (or a single number A): whole numbers, A not above B."""
+    if text is None:
+        return None
+    first, dash, last = text.strip().partition("-")
+    parts = [first.strip(), last.strip() if dash else first.strip()]
+    if not all(p.isascii() and p.isdigit() for p in parts) or int(parts[0]) > int(parts[1]):
+        raise UsageError(
+            f"invalid --sections {text!r}: expected A-B, whole section numbers with A <= B"
+        )
+    return int(parts[0]), int(parts[1])
+
+
+def parse_criteria(values: list[str]) -> tuple[str, ...]:
+    """Free criteria are filters only: our stages order and page the query."""
+    criteria: list[str] = []
+    for value in values:
+        text = value.strip()
+        if not text or "::" in text:
+            raise UsageError(
+                f"invalid --criteria {value!r}: expected RMA filters such as "
+                "[transgenic_line$eq'Sst-IRES-Cre'] or products[id$eq5], not stages"
+            )
+        criteria.append(text)
+    return tuple(criteria)
+
+
+def human_bytes(count: int) -> str:
+    """``123.4 MB``: decimal units, for estimates people read."""
+    size = float(count)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
+
+
+def load(config: Path | None, **flags: Any) -> Settings:
+    """Settings from defaults, the config file, the environment and the flags; logging set up."""
+    settings = load_settings(config, flags)
+    logs.configure(settings.log_format, settings.log_level)
+    return settings
+
+
+def run_async(main: Callable[[], Awaitable[T]]) -> T:
+    """Run a command's coroutine on the asyncio backend."""
+    return anyio.run(main, backend="asyncio")
+
+
+def selection_settings(options: dict[str, Any]) -> tuple[Settings, Any]:
+    ids = parse_ids(list(options.pop("dataset")))
+    for path in options.pop("ids_file"):
+        ids += read_ids_file(path)
+    selection = Selection(
+        data_sets=tuple(dict.fromkeys(ids)),
+        products=parse_ids(list(options.pop("product")), "product"),
+        criteria=parse_criteria(list(options.pop("criteria"))),
+        atlases=parse_ids(list(options.pop("atlas")), "atlas"),
+        sections=parse_sections(options.pop("sections")),
+    )
+    if selection.empty:
+        raise UsageError(
+            "nothing selected: give --dataset, --ids-file, --product, --criteria or --atlas"
+        )
+    if options["annotation"] and not selection.atlases:
+        raise UsageError("--annotation applies to atlas images: add --atlas ID")
+    images, extras = options.pop("image"), options.pop("extras")
+    no_progress = options.pop("no_progress")
+    config = options.pop("config")
+    settings = load(
+        config,
+        progress=False if no_progress else None,
+        images=",".join(images) if images else None,
+        extras=",".join(extras) if extras else None,
+        **options,
+    )
+    return settings, selection
+
+
+report_option = click.option(
+    "--report",
+    "report_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the JSON run report here [default: OUT/.reports/<UTC time>-<command>.json].",
+)
+
+
+def finish(report: Any) -> None:
+    """Summary event, the list of failures, and the exit code of a fetching command."""
+    structlog.get_logger("crawler").info("run.summary", **report.summary())
+    if report.failures:
+        shown = report.failures[:MAX_LISTED_FAILURES]
+        sys.stderr.write(f"{report.failed} item(s) failed after their retries:\n")
+        for outcome in shown:
+            sys.stderr.write(f"  {outcome.url}  {outcome.error}\n")
+        if report.failed > len(shown):
+            sys.stderr.write(f"  ... and {report.failed - len(shown)} more\n")
+        sys.stderr.write(
+            "list them with: allen-mirror ls --status failed; a new run retries them\n"
+        )
+    raise SystemExit(report.exit_code)

@@ -1,0 +1,103 @@
+"""The commands that fetch: mirror, plan, sync, worker and demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from crawler.cli.app import app
+from crawler.cli.common import (
+    common_options,
+    finish,
+    human_bytes,
+    load,
+    report_option,
+    run_async,
+    selection_options,
+    selection_settings,
+)
+from crawler.errors import UsageError
+
+
+@app.command()
+@selection_options
+@report_option
+def mirror(report_file: Path | None, **options: Any) -> None:
+    """Mirror every section image of the selected data sets (resumes what came before)."""
+    from crawler.pipeline import run_mirror
+
+    settings, selection = selection_settings(options)
+    finish(run_async(lambda: run_mirror(settings, selection, report_file=report_file)))
+
+
+@app.command()
+@selection_options
+@report_option
+@click.option("--prune", is_flag=True, help="Delete the files of items the API no longer lists.")
+@click.option("--recheck", is_flag=True, help="Re-download done items and count changed ones.")
+def sync(report_file: Path | None, prune: bool, recheck: bool, **options: Any) -> None:
+    """Fetch what is new, flag what vanished (removed), keep the rest; for nightly runs."""
+    from crawler.sync import run_sync
+
+    settings, selection = selection_settings(options)
+    report = run_async(
+        lambda: run_sync(settings, selection, prune=prune, recheck=recheck, report_file=report_file)
+    )
+    finish(report)
+
+
+@app.command()
+@selection_options
+def demo(**options: Any) -> None:
+    """The mirror job, offline: starts the built-in simulator and mirrors from it."""
+    from crawler.simulator import serve_in_thread
+
+    selecting = ("dataset", "ids_file", "product", "criteria", "atlas")
+    if not any(options[name] for name in selecting):
+        options["dataset"] = ("100141599",)
+    if options["api_base"]:
+        raise UsageError("demo runs against its own simulator; use 'mirror --api-base' instead")
+    with serve_in_thread() as simulator:
+        options["api_base"] = simulator.base_url
+        click.echo(f"simulator of the Allen API at {simulator.base_url}", err=True)
+        assert mirror.callback is not None
+        mirror.callback(None, **options)
+
+
+@app.command()
+@selection_options
+def plan(**options: Any) -> None:
+    """Enumerate the selection and record its items as pending; downloads nothing."""
+    from crawler.pipeline import run_plan
+
+    settings, selection = selection_settings(options)
+    report = run_async(lambda: run_plan(settings, selection))
+    atlases = f"{report.atlases} atlas(es), " if report.atlases else ""
+    click.echo(
+        f"planned {report.data_sets} data set(s), {atlases}{report.images} image(s), "
+        f"{report.planned} item(s) ({report.new_items} new), "
+        f"estimated {human_bytes(report.estimated_bytes)} ({report.estimated_bytes} bytes) "
+        f"in {report.seconds:.1f}s"
+    )
+
+
+@app.command()
+@common_options
+@click.option(
+    "--api-base", help="API base URL [default: http://api.brain-map.org; env ALLEN_API_BASE]."
+)
+@click.option("--concurrency", help="Requests in flight in this worker [default: 8].")
+@click.option("--rate", help="Max requests per second of all workers together, 0 = no cap.")
+@click.option("--retries", help="Retries per request [default: 5].")
+@click.option("--timeout", help="Connect and idle-read timeout in seconds [default: 30].")
+@click.option("--follow", is_flag=True, help="Keep polling for new items until a signal.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--log-format", help="console | json [default: console on a TTY, else json].")
+def worker(config: Path | None, follow: bool, no_progress: bool, **options: Any) -> None:
+    """Fetch pending items that others planned; run as many as you like on a Postgres manifest."""
+    from crawler.worker import run_worker
+
+    settings = load(config, progress=False if no_progress else None, **options)
+    finish(run_async(lambda: run_worker(settings, follow=follow)))

@@ -1,0 +1,235 @@
+"""Planning a selection into the manifest, and the resume check of what is already done.
+
+The planner seeds every selected data set and atlas (crawler/seed.py), turns records into items
+(crawler/plan.py, pure) and records them chunk by chunk, ringing the work source as items land,
+so fetching starts before planning ends. Nothing is held whole: a million tiles plan in chunks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import structlog
+
+from crawler import plan, seed
+from crawler.client import ApiClient
+from crawler.config import Settings
+from crawler.localstore import write_atomic
+from crawler.manifest import Manifest
+from crawler.plan import Item, PlanOptions, is_failed
+from crawler.selection import Selection
+from crawler.session import RunReport
+from crawler.store import Store
+
+log = structlog.get_logger("crawler.planner")
+
+PLAN_CHUNK = 10_000  # items per manifest transaction: a huge tile plan never holds it long
+
+
+@dataclass(frozen=True, slots=True)
+class AtlasTarget:
+    """An atlas to plan: its id and its AtlasImage records (enumerated before any download)."""
+
+    atlas_id: int
+    images: list[dict[str, Any]]
+
+
+Target = dict[str, Any] | AtlasTarget  # a SectionDataSet record, or an atlas
+
+
+def plan_options(settings: Settings) -> PlanOptions:
+    """The plan-shaping settings (the config has validated them)."""
+    extras = settings.extras.strip()
+    return PlanOptions(
+        downsample=settings.downsample,
+        quality=settings.quality,
+        kinds=plan.parse_choices(settings.images, plan.IMAGE_KINDS, "image kind"),
+        range=plan.parse_range(settings.range),
+        tile=settings.tile,
+        annotation=settings.annotation,
+        extras=plan.parse_choices(extras, plan.EXTRAS, "extra") if extras else (),
+        grid_types=plan.parse_choices(settings.grid_types, plan.GRID_TYPES, "grid type"),
+        grid_resolution=settings.grid_resolution,
+    )
+
+
+class Planner:
+    """Seeds the selection and records its items; ``listed`` keeps, per data set, the image ids
+    the API lists now (sync decides removals from it)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        manifest: Manifest,
+        client: ApiClient,
+        report: RunReport,
+        on_items: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.settings = settings
+        self.manifest = manifest
+        self.client = client
+        self.report = report
+        self.on_items = on_items  # new items were recorded
+        self.options = plan_options(settings)
+        self.sections: tuple[int, int] | None = None
+        self.listed: dict[int, set[int]] = {}
+
+    async def records(self, selection: Selection) -> list[Target]:
+        """Every selected data set record and atlas, enumerated before anything is fetched,
+        so a bad id, product, criteria or atlas stops the run before it starts."""
+        base, page_size = self.settings.api_base, self.settings.page_size
+        self.sections = selection.sections
+        found: dict[int, dict[str, Any]] = {}
+
+        def union(rows: Sequence[dict[str, Any]]) -> None:
+            for row in rows:
+                found.setdefault(int(row["id"]), row)
+
+        if selection.data_sets:
+            union(
+                await seed.fetch_data_sets(
+                    self.client, base, selection.data_sets, page_size=page_size
+                )
+            )
+        for product_id in dict.fromkeys(selection.products):
+            union(
+                await seed.fetch_product_data_sets(
+                    self.client, base, product_id, page_size=page_size
+                )
+            )
+        for criteria in dict.fromkeys(selection.criteria):
+            union(
+                await seed.fetch_criteria_data_sets(
+                    self.client, base, criteria, page_size=page_size
+                )
+            )
+        targets: list[Target] = list(found.values())
+        for atlas_id in dict.fromkeys(selection.atlases):
+            images = await seed.fetch_atlas_images(self.client, base, atlas_id, page_size=page_size)
+            targets.append(AtlasTarget(atlas_id, images))
+        return targets
+
+    async def plan_all(self, targets: Sequence[Target]) -> None:
+        for target in targets:
+            if isinstance(target, AtlasTarget):
+                await self._plan_atlas(target)
+            else:
+                await self._plan_data_set(target)
+
+    def _usable(self, images: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Images within --sections, without failed ones unless --include-failed."""
+        chosen = [i for i in images if plan.in_sections(i, self.sections)]
+        usable = [i for i in chosen if self.settings.include_failed or not is_failed(i)]
+        self.report.skipped_failed += len(chosen) - len(usable)
+        return usable
+
+    async def _plan_data_set(self, record: dict[str, Any]) -> None:
+        data_set_id = int(str(record["id"]))
+        if is_failed(record) and not self.settings.include_failed:
+            log.warning("plan.skip_failed_data_set", data_set_id=data_set_id)
+            self.report.skipped_failed += 1
+            return
+        all_images = await seed.fetch_section_images(
+            self.client, self.settings.api_base, data_set_id, page_size=self.settings.page_size
+        )
+        self.listed[data_set_id] = {int(i["id"]) for i in all_images}
+        images = self._usable(all_images)
+        await seed.save_seed(
+            self.settings.out,
+            seed.DataSetSeed(record=dict(record), images=all_images),
+            fsync=self.settings.fsync,
+        )
+        context = plan.data_set_context(record, self.options)
+        renderings = plan.section_renderings(self.options, context)
+        absent = [k for k in self.options.kinds if not plan.applies(k, context)]
+        if absent:
+            log.info("plan.kinds_not_applicable", data_set_id=data_set_id, kinds=absent)
+        root = str(data_set_id)
+        await self._write_tile_indexes(root, images, renderings)
+
+        def generate() -> Iterator[Item]:
+            for image in images:
+                yield from plan.plan_image(root, image, renderings, self.options)
+            yield from plan.plan_extras(record, self.options, context)
+
+        planned, added = await self._record(generate())
+        self.report.data_sets += 1
+        self.report.images += len(images)
+        log.info(
+            "plan.data_set", data_set_id=data_set_id, images=len(images), items=planned, new=added
+        )
+
+    async def _plan_atlas(self, target: AtlasTarget) -> None:
+        for image in target.images:
+            self.listed.setdefault(int(image["data_set_id"]), set()).add(int(image["id"]))
+        images = self._usable(target.images)
+        await seed.save_atlas_seed(
+            self.settings.out, target.atlas_id, target.images, fsync=self.settings.fsync
+        )
+        renderings = plan.atlas_renderings(target.atlas_id, self.options)
+        root = plan.atlas_root(target.atlas_id)
+        await self._write_tile_indexes(root, images, renderings)
+        planned, added = await self._record(
+            item
+            for image in images
+            for item in plan.plan_image(root, image, renderings, self.options)
+        )
+        self.report.atlases += 1
+        self.report.images += len(images)
+        log.info(
+            "plan.atlas", atlas_id=target.atlas_id, images=len(images), items=planned, new=added
+        )
+
+    async def _write_tile_indexes(
+        self, root: str, images: Sequence[dict[str, Any]], renderings: list[plan.Rendering]
+    ) -> None:
+        """Each tiled image's index.json, written atomically while planning."""
+        if not self.options.tile:
+            return
+        out, fsync, options = self.settings.out, self.settings.fsync, self.options
+
+        def write() -> None:
+            for image in images:
+                for path, document in plan.tile_indexes(root, image, renderings, options):
+                    data = json.dumps(document, separators=(",", ":")).encode()
+                    write_atomic(out / path, data, fsync=fsync)
+
+        await anyio.to_thread.run_sync(write)
+
+    async def _record(self, planned: Iterable[Item]) -> tuple[int, int]:
+        """Insert items chunk by chunk; returns (items planned, items new to the manifest)."""
+        count = added = 0
+        iterator = iter(planned)
+        while chunk := list(itertools.islice(iterator, PLAN_CHUNK)):
+            added += await self.manifest.add_items(chunk, self.settings.api_base)
+            count += len(chunk)
+            self.report.estimated_bytes += sum(item.estimate for item in chunk)
+            self.on_items()
+        self.report.planned += count
+        self.report.new_items += added
+        return count, added
+
+
+async def recheck_done_files(
+    manifest: Manifest, store: Store, on_returned: Callable[[list[int]], None]
+) -> int:
+    """The resume rule: a done item whose file is missing or has another size than recorded
+    goes back to pending, and so does one ``verify`` flagged. ``on_returned`` hears of each
+    item sent back. Returns how many done items have an intact file."""
+    if flagged := await manifest.requeue_flagged():
+        on_returned(flagged)
+    intact = 0
+    async for chunk in manifest.done_files():
+        sizes = await store.sizes([path for _, path, _ in chunk])
+        bad = [item_id for (item_id, _, size), found in zip(chunk, sizes, strict=True)
+               if found != size]  # fmt: skip
+        if bad:
+            await manifest.mark_pending(bad, "file missing or wrong size on disk")
+            on_returned(bad)
+        intact += len(chunk) - len(bad)
+    return intact
