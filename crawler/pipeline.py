@@ -42,37 +42,10 @@ from crawler.plan import Item, PlanOptions, is_failed
 from crawler.progress import RunProgress
 from crawler.ratelimit import limiter_for
 from crawler.reports import recorded_run
+from crawler.selection import Selection, resolve_filters
 from crawler.store import sweep_parts, write_atomic
 
 log = structlog.get_logger("crawler.pipeline")
-
-
-@dataclass(frozen=True, slots=True)
-class Selection:
-    """What the user pointed at; the options combine (union, de-duplicated by id)."""
-
-    data_sets: tuple[int, ...] = ()  # --dataset and --ids-file
-    products: tuple[int, ...] = ()
-    criteria: tuple[str, ...] = ()  # free SectionDataSet criteria
-    atlases: tuple[int, ...] = ()
-    sections: tuple[int, int] | None = None  # section numbers A to B, inclusive
-
-    @property
-    def empty(self) -> bool:
-        return not (self.data_sets or self.products or self.criteria or self.atlases)
-
-    def describe(self) -> dict[str, object]:
-        document: dict[str, object] = {"data_sets": list(self.data_sets)}
-        for name, values in (
-            ("products", self.products),
-            ("criteria", self.criteria),
-            ("atlases", self.atlases),
-        ):
-            if values:
-                document[name] = list(values)
-        if self.sections is not None:
-            document["sections"] = f"{self.sections[0]}-{self.sections[1]}"
-        return document
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,10 +224,25 @@ class _Planner:
                     self.client, base, selection.data_sets, page_size=page_size
                 )
             )
-        for product_id in dict.fromkeys(selection.products):
+        filtered = not selection.filters.empty  # the filters narrow the products
+        for product_id in () if filtered else dict.fromkeys(selection.products):
             union(
                 await seed.fetch_product_data_sets(
                     self.client, base, product_id, page_size=page_size
+                )
+            )
+        if filtered:
+
+            async def rows(stages: str, what: str) -> list[dict[str, Any]]:
+                return await seed.enumerate_rows(
+                    self.client, base, stages, page_size=page_size, what=what
+                )
+
+            criteria = await resolve_filters(selection, rows, base)
+            log.info("selection.rma", criteria=criteria, query=seed.criteria_stages(criteria))
+            union(
+                await seed.fetch_criteria_data_sets(
+                    self.client, base, criteria, page_size=page_size, option="selection"
                 )
             )
         for criteria in dict.fromkeys(selection.criteria):
