@@ -38,6 +38,12 @@ class Settings:
     extras: str = ""  # --with: grid, unionizes (comma-separated)
     grid_types: str = "projection_density"  # projection grid types, comma-separated
     grid_resolution: int = 25  # µm per voxel of projection grids: 10, 25, 50 or 100
+    # Friendly selection filters (crawler/selection.py), comma-separated; empty filters nothing.
+    transgenic_lines: str = ""  # --transgenic-line
+    injection_structures: str = ""  # --injection-structure
+    with_descendants: bool = False  # injection structures include everything below them
+    genes: str = ""  # --gene
+    planes: str = ""  # --plane: coronal, sagittal
     concurrency: int = 8
     rate: float = 0.0  # requests per second over every request; 0 means no cap
     retries: int = 5

@@ -22,7 +22,7 @@ from crawler.config import Settings
 from crawler.localstore import write_atomic
 from crawler.manifest import Manifest
 from crawler.plan import Item, PlanOptions, is_failed
-from crawler.selection import Selection
+from crawler.selection import Selection, resolve_filters
 from crawler.session import RunReport
 from crawler.store import Store
 
@@ -96,10 +96,25 @@ class Planner:
                     self.client, base, selection.data_sets, page_size=page_size
                 )
             )
-        for product_id in dict.fromkeys(selection.products):
+        filtered = not selection.filters.empty  # the filters narrow the products
+        for product_id in () if filtered else dict.fromkeys(selection.products):
             union(
                 await seed.fetch_product_data_sets(
                     self.client, base, product_id, page_size=page_size
+                )
+            )
+        if filtered:
+
+            async def rows(stages: str, what: str) -> list[dict[str, Any]]:
+                return await seed.enumerate_rows(
+                    self.client, base, stages, page_size=page_size, what=what
+                )
+
+            criteria = await resolve_filters(selection, rows, base)
+            log.info("selection.rma", criteria=criteria, query=seed.criteria_stages(criteria))
+            union(
+                await seed.fetch_criteria_data_sets(
+                    self.client, base, criteria, page_size=page_size, option="selection"
                 )
             )
         for criteria in dict.fromkeys(selection.criteria):

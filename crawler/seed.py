@@ -19,6 +19,7 @@ from crawler import rma
 from crawler.errors import QueryError, UnknownDataSetError, UsageError
 from crawler.localstore import write_atomic
 from crawler.plan import atlas_root
+from crawler.selection import labels
 
 log = structlog.get_logger("crawler.seed")
 
@@ -74,9 +75,14 @@ async def enumerate_rows(
     return rows
 
 
-# Every SectionDataSet comes with its Equalization (the default colour window) and its
-# products (connectivity or ISH decides which image kinds and extras exist).
-DATA_SET_INCLUDES = "rma::include,equalization,products"
+# Every SectionDataSet comes with its Equalization (the default colour window), its products
+# (connectivity or ISH decides which image kinds and extras exist) and what people filter and
+# label it by: specimen, donor and Cre lines, injections and their structures, genes, plane.
+DATA_SET_INCLUDES = (
+    "rma::include,equalization,products,"
+    "specimen(donor(transgenic_lines),stereotaxic_injections(primary_injection_structure,structures)),"
+    "genes,plane_of_section"
+)
 
 
 def data_set_stages(ids: Sequence[int]) -> str:
@@ -92,7 +98,7 @@ def product_stages(product_id: int) -> str:
 
 
 def criteria_stages(criteria: str) -> str:
-    """SectionDataSets matching free criteria, e.g. ``[transgenic_line$eq'Sst-IRES-Cre']``."""
+    """SectionDataSets matching free criteria, e.g. ``genes[acronym$eq'Pdyn']``."""
     return f"model::SectionDataSet,rma::criteria,{criteria},{DATA_SET_INCLUDES}"
 
 
@@ -157,16 +163,16 @@ def _one_line(text: str, limit: int = 200) -> str:
 
 
 async def fetch_criteria_data_sets(
-    client: PageSource, api_base: str, criteria: str, *, page_size: int
+    client: PageSource, api_base: str, criteria: str, *, page_size: int, option: str = "--criteria"
 ) -> list[dict[str, Any]]:
-    """SectionDataSets matching free criteria; criteria the API rejects are a usage error."""
+    """SectionDataSets matching criteria; criteria the API rejects are a usage error."""
     try:
         rows = await enumerate_rows(
             client, api_base, criteria_stages(criteria), page_size=page_size, what="SectionDataSet"
         )
     except QueryError as exc:
         reason = _one_line(str(exc).removeprefix("query failed: "))
-        raise UsageError(f"the API rejected --criteria {criteria!r}: {reason}") from exc
+        raise UsageError(f"the API rejected {option} {criteria!r}: {reason}") from exc
     if not rows:
         log.warning("seed.criteria_matched_nothing", criteria=criteria)
     return rows
@@ -211,7 +217,11 @@ async def save_atlas_seed(
 
 async def save_seed(out: Path, seed: DataSetSeed, *, fsync: bool) -> None:
     """``OUT/<data_set_id>/dataset.json``: what the API said, for people and later syncs."""
-    head = {"data_set": seed.record, "equalization": seed.record.get("equalization")}
+    head = {
+        "data_set": seed.record,
+        "equalization": seed.record.get("equalization"),
+        "labels": labels(seed.record),
+    }
     data = rows_document(head, "section_images", seed.images)
     await anyio.to_thread.run_sync(
         lambda: write_atomic(out / str(seed.id) / "dataset.json", data, fsync=fsync)

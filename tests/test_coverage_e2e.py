@@ -48,6 +48,24 @@ def products_of(catalogue: Catalogue, record: dict[str, Any]) -> set[int]:
     return {int(str(p["id"])) for p in related}
 
 
+def lines_of(catalogue: Catalogue, record: dict[str, Any]) -> set[str]:
+    """The Cre lines of a data set's donor, walked through the catalogue's associations."""
+    (specimen,) = catalogue.related_by_name("SectionDataSet", "specimen", record)
+    (donor,) = catalogue.related_by_name("Specimen", "donor", specimen)
+    return {str(t["name"]) for t in catalogue.related_by_name("Donor", "transgenic_lines", donor)}
+
+
+def injection_sites_of(catalogue: Catalogue, record: dict[str, Any]) -> set[str]:
+    """The primary injection structures (acronyms) of a data set's specimen."""
+    (specimen,) = catalogue.related_by_name("SectionDataSet", "specimen", record)
+    injections = catalogue.related_by_name("Specimen", "stereotaxic_injections", specimen)
+    return {
+        str(s["acronym"])
+        for i in injections
+        for s in catalogue.related_by_name("Injection", "primary_injection_structure", i)
+    }
+
+
 def usable_images(catalogue: Catalogue, data_set_id: int) -> list[dict[str, Any]]:
     return [
         dict(i)
@@ -77,12 +95,12 @@ def _expected_selection(catalogue: Catalogue, case: str) -> set[int]:
     if case == "products1and3":
         return {r["id"] for r in usable if products_of(catalogue, r) & {1, 3}}
     if case == "sst_with_failed":
-        return {r["id"] for r in records if r["transgenic_line"] == "Sst-IRES-Cre"}
+        return {r["id"] for r in records if "Sst-IRES-Cre" in lines_of(catalogue, r)}
     if case == "visp_connectivity":
         return {
             r["id"]
             for r in usable
-            if r["injection_structure"] == "VISp" and 5 in products_of(catalogue, r)
+            if "VISp" in injection_sites_of(catalogue, r) and 5 in products_of(catalogue, r)
         }
     if case == "union":
         return {VISP, ISH} | {r["id"] for r in usable if 3 in products_of(catalogue, r)}
@@ -94,8 +112,16 @@ def _expected_selection(catalogue: Catalogue, case: str) -> set[int]:
 SELECTIONS = {
     "product5": ["--product", "5"],
     "products1and3": ["--product", "1", "--product", "3"],
-    "sst_with_failed": ["--criteria", "[transgenic_line$eq'Sst-IRES-Cre']", "--include-failed"],
-    "visp_connectivity": ["--criteria", "products[id$eq5],[injection_structure$eq'VISp']"],
+    "sst_with_failed": [
+        "--criteria",
+        "specimen(donor(transgenic_lines[name$eq'Sst-IRES-Cre']))",
+        "--include-failed",
+    ],
+    "visp_connectivity": [
+        "--criteria",
+        "products[id$eq5],specimen(stereotaxic_injections(primary_injection_structure"
+        "[acronym$eq'VISp']))",
+    ],
     "union": [
         "--dataset",
         str(VISP),
@@ -483,7 +509,18 @@ USAGE = [
     (["--criteria", "model::Specimen"], "invalid --criteria 'model::Specimen': expected RMA"),
     (
         ["--criteria", "[no_such_field$eq1]"],
-        "the API rejected --criteria '[no_such_field$eq1]': Unknown field 'no_such_field'",
+        "the API rejected --criteria '[no_such_field$eq1]': Data Access error in query: "
+        "unknown attribute 'no_such_field' for model SectionDataSet",
+    ),
+    (
+        ["--criteria", "[transgenic_line$eq'Sst-IRES-Cre']"],
+        "the API rejected --criteria \"[transgenic_line$eq'Sst-IRES-Cre']\": Data Access error "
+        "in query: unknown attribute 'transgenic_line' for model SectionDataSet",
+    ),
+    (
+        ["--criteria", "specimen(donors[id$eq1])"],
+        "the API rejected --criteria 'specimen(donors[id$eq1])': Data Access error in query: "
+        "unknown association 'donors' for model Specimen",
     ),
     (["--dataset", "1", "--sections", "9-3"], "invalid --sections '9-3': expected A-B"),
     (["--dataset", "1", "--image", "nissl"], "invalid images (--image): unknown image kind"),
@@ -496,7 +533,7 @@ USAGE = [
     (["--dataset", "1", "--grid-types", "x"], "invalid grid-types: unknown type 'x'"),
     (["--dataset", "1", "--grid-resolution", "30"], "grid-resolution must be one of 10, 25, 50"),
     (["--dataset", "1", "--annotation"], "--annotation applies to atlas images: add --atlas ID"),
-    ([], "nothing selected: give --dataset, --ids-file, --product, --criteria or --atlas"),
+    ([], "nothing selected: give --dataset, --ids-file, --product, --criteria, --atlas, "),
 ]
 
 

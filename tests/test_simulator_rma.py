@@ -262,8 +262,10 @@ async def test_like_filters_use_star_wildcards(sim: Simulator, http: aiohttp.Cli
     assert await rows(http, sim, "Product", "[name$li'mouse*']") == []
     assert await rows(http, sim, "Product", "[name$il'mouse*']") == [1, 5]
     assert await rows(http, sim, "Product", "[name$il'*connectivity*']") == [5]
-    cre = await rows(http, sim, "SectionDataSet", "[transgenic_line$li'*Cre*']")
-    assert cre and 100141599 not in cre
+    cre = await rows(
+        http, sim, "SectionDataSet", "specimen(donor(transgenic_lines[name$li'*Cre*']))"
+    )
+    assert cre and 100141599 not in cre and 500000001 in cre
 
 
 async def test_product_association_filters(sim: Simulator, http: aiohttp.ClientSession) -> None:
@@ -273,7 +275,11 @@ async def test_product_association_filters(sim: Simulator, http: aiohttp.ClientS
     ish = await rows(http, sim, "SectionDataSet", "products[id$eq1]")
     assert 69782969 in ish and not set(ish) & set(connectivity)
     visp = await rows(
-        http, sim, "SectionDataSet", "products[id$eq5],[injection_structure$eq'VISp']"
+        http,
+        sim,
+        "SectionDataSet",
+        "products[id$eq5],"
+        "specimen(stereotaxic_injections(primary_injection_structure[acronym$eq'VISp']))",
     )
     assert 126862385 in visp and 100141599 not in visp
 
@@ -398,9 +404,30 @@ async def test_expected_bytes_matches_served_json(
     ("path", "fragment"),
     [
         (stages_url("model::NoSuchModel"), "Unknown model"),
-        (stages_url("model::SectionImage,rma::criteria,[colour$eq1]"), "Unknown field"),
-        (stages_url("model::SectionImage,rma::criteria,nowhere[id$eq1]"), "Unknown association"),
-        (stages_url("model::SectionImage,rma::include,nowhere"), "Unknown association"),
+        (
+            stages_url("model::SectionImage,rma::criteria,[colour$eq1]"),
+            "Data Access error in query: unknown attribute 'colour' for model SectionImage",
+        ),
+        (
+            stages_url("model::SectionImage,rma::criteria,nowhere[id$eq1]"),
+            "Data Access error in query: unknown association 'nowhere' for model SectionImage",
+        ),
+        (
+            stages_url("model::SectionImage,rma::include,nowhere"),
+            "Data Access error in query: unknown association 'nowhere' for model SectionImage",
+        ),
+        (
+            stages_url("model::SectionDataSet,rma::criteria,[transgenic_line$eq'Sst-IRES-Cre']"),
+            "unknown attribute 'transgenic_line' for model SectionDataSet",
+        ),
+        (
+            stages_url("model::SectionDataSet,rma::criteria,[injection_structure$eq'VISp']"),
+            "unknown attribute 'injection_structure' for model SectionDataSet",
+        ),
+        (
+            stages_url("model::Specimen,rma::criteria,donor(transgenic_line[name$eq'x'])"),
+            "unknown association 'transgenic_line' for model Donor",
+        ),
         (stages_url("rma::criteria,[id$eq1]"), ""),
         (stages_url("model::SectionImage,rma::criteria,[id$eq'abc']"), "Invalid value"),
         ("/api/v2/data/query.json", "Missing"),

@@ -57,9 +57,33 @@ def selection_options(function: F) -> F:
         ),
         click.option("--product", multiple=True, help="Every SectionDataSet of a product, e.g. 5."),
         click.option(
+            "--transgenic-line",
+            "transgenic_line",
+            multiple=True,
+            help="Only data sets of donors with this line, e.g. Sst-IRES-Cre (repeatable: any).",
+        ),
+        click.option(
+            "--injection-structure",
+            "injection_structure",
+            multiple=True,
+            help="Only data sets injected in this structure, e.g. VISp (repeatable: any).",
+        ),
+        click.option(
+            "--with-descendants",
+            is_flag=True,
+            default=None,
+            help="--injection-structure also matches every structure below it in the ontology.",
+        ),
+        click.option(
+            "--gene", multiple=True, help="Only ISH data sets of this gene, e.g. Pdyn (repeatable)."
+        ),
+        click.option(
+            "--plane", multiple=True, help="Only data sets cut coronal or sagittal (repeatable)."
+        ),
+        click.option(
             "--criteria",
             multiple=True,
-            help="Free SectionDataSet criteria, e.g. \"[transgenic_line$eq'Sst-IRES-Cre']\".",
+            help="Free SectionDataSet criteria, e.g. \"genes[acronym$eq'Pdyn']\".",
         ),
         click.option("--atlas", multiple=True, help="Every AtlasImage of an Atlas, e.g. 1."),
         click.option("--sections", help="Only section numbers A-B (inclusive)."),
@@ -176,7 +200,7 @@ def parse_criteria(values: list[str]) -> tuple[str, ...]:
         if not text or "::" in text:
             raise UsageError(
                 f"invalid --criteria {value!r}: expected RMA filters such as "
-                "[transgenic_line$eq'Sst-IRES-Cre'] or products[id$eq5], not stages"
+                "[failed$eqfalse] or products[id$eq5], not stages"
             )
         criteria.append(text)
     return tuple(criteria)
@@ -204,23 +228,31 @@ def run_async(main: Callable[[], Awaitable[T]]) -> T:
     return anyio.run(main, backend="asyncio")
 
 
-def selection_settings(options: dict[str, Any]) -> tuple[Settings, Any]:
+# Friendly filter flags and the settings (config keys) that hold them, comma-separated.
+FILTER_FLAGS = {
+    "transgenic_line": "transgenic_lines",
+    "injection_structure": "injection_structures",
+    "gene": "genes",
+    "plane": "planes",
+}
+
+
+def selection_settings(options: dict[str, Any]) -> tuple[Settings, Selection]:
+    """The settings and the selection of a command that enumerates and fetches."""
+    from crawler.selection import parse_filters
+
     ids = parse_ids(list(options.pop("dataset")))
     for path in options.pop("ids_file"):
         ids += read_ids_file(path)
-    selection = Selection(
-        data_sets=tuple(dict.fromkeys(ids)),
-        products=parse_ids(list(options.pop("product")), "product"),
-        criteria=parse_criteria(list(options.pop("criteria"))),
-        atlases=parse_ids(list(options.pop("atlas")), "atlas"),
-        sections=parse_sections(options.pop("sections")),
-    )
-    if selection.empty:
-        raise UsageError(
-            "nothing selected: give --dataset, --ids-file, --product, --criteria or --atlas"
-        )
-    if options["annotation"] and not selection.atlases:
-        raise UsageError("--annotation applies to atlas images: add --atlas ID")
+    data_sets = tuple(dict.fromkeys(ids))
+    products = parse_ids(list(options.pop("product")), "product")
+    criteria = parse_criteria(list(options.pop("criteria")))
+    atlases = parse_ids(list(options.pop("atlas")), "atlas")
+    sections = parse_sections(options.pop("sections"))
+    filter_flags = {
+        setting: ",".join(options.pop(flag)) or None for flag, setting in FILTER_FLAGS.items()
+    }
+    annotation = options["annotation"]
     images, extras = options.pop("image"), options.pop("extras")
     no_progress = options.pop("no_progress")
     config = options.pop("config")
@@ -229,8 +261,27 @@ def selection_settings(options: dict[str, Any]) -> tuple[Settings, Any]:
         progress=False if no_progress else None,
         images=",".join(images) if images else None,
         extras=",".join(extras) if extras else None,
+        **filter_flags,
         **options,
     )
+    selection = Selection(
+        data_sets=data_sets,
+        products=products,
+        criteria=criteria,
+        atlases=atlases,
+        sections=sections,
+        filters=parse_filters(
+            **{setting: getattr(settings, setting) for setting in FILTER_FLAGS.values()},
+            with_descendants=settings.with_descendants,
+        ),
+    )
+    if selection.empty:
+        raise UsageError(
+            "nothing selected: give --dataset, --ids-file, --product, --criteria, --atlas, "
+            "--transgenic-line, --injection-structure, --gene or --plane"
+        )
+    if annotation and not selection.atlases:
+        raise UsageError("--annotation applies to atlas images: add --atlas ID")
     return settings, selection
 
 

@@ -9,6 +9,7 @@ import click
 
 from crawler.cli.app import app
 from crawler.cli.common import (
+    FILTER_FLAGS,
     common_options,
     finish,
     human_bytes,
@@ -54,7 +55,7 @@ def demo(**options: Any) -> None:
     """The mirror job, offline: starts the built-in simulator and mirrors from it."""
     from crawler.simulator import serve_in_thread
 
-    selecting = ("dataset", "ids_file", "product", "criteria", "atlas")
+    selecting = ("dataset", "ids_file", "product", "criteria", "atlas", *FILTER_FLAGS)
     if not any(options[name] for name in selecting):
         options["dataset"] = ("100141599",)
     if options["api_base"]:

@@ -11,6 +11,7 @@ import math
 import threading
 from collections.abc import Iterable
 
+from crawler.simulator.alignments import alignment2d
 from crawler.simulator.schema import ASSOCIATIONS, MODEL_FIELDS, Association, Record, Value
 
 
@@ -23,9 +24,11 @@ def tier_count(width: int, height: int) -> int:
 class Catalogue:
     """In-memory tables of every model, with lazily built indexes that mutations invalidate."""
 
-    def __init__(self) -> None:
+    def __init__(self, image_scale: float = 1.0) -> None:
         self.tables: dict[str, dict[int, Record]] = {model: {} for model in MODEL_FIELDS}
-        self.links: dict[str, dict[int, list[int]]] = {"data_set_products": {}}
+        self.links: dict[str, dict[int, list[int]]] = {}
+        # Pixel dimensions are shrunk by this factor; alignments scale back up by it.
+        self.image_scale = image_scale
         # Image ids whose data set join yields two rows, so total_rows overstates (§1).
         self.duplicated_join_rows: set[int] = set()
         self._versions: dict[int, int] = {}
@@ -79,7 +82,7 @@ class Catalogue:
     def link(self, name: str, left_id: int, right_ids: Iterable[int]) -> None:
         """Record a many-to-many association such as data set ↔ products."""
         with self._lock:
-            self.links[name].setdefault(left_id, []).extend(right_ids)
+            self.links.setdefault(name, {}).setdefault(left_id, []).extend(right_ids)
             self._invalidate()
 
     def get(self, model: str, record_id: int) -> Record | None:
@@ -126,12 +129,12 @@ class Catalogue:
 
     def _link_map(self, name: str, reverse: bool) -> dict[int, list[int]]:
         if not reverse:
-            return self.links[name]
+            return self.links.get(name, {})
         cached = self._reverse_links.get(name)
         if cached is None:
             with self._lock:
                 cached = {}
-                for left, rights in self.links[name].items():
+                for left, rights in self.links.get(name, {}).items():
                     for right in rights:
                         cached.setdefault(right, []).append(left)
                 self._reverse_links[name] = cached
@@ -193,8 +196,13 @@ class Catalogue:
         if template["expression_path"] is not None:
             template["expression_path"] = f"{storage}{data_set_id}_{image_id}_expression.aff"
         image = self.insert("SectionImage", template)
-        self.insert("Alignment2d", alignment2d_record(self.allocate_id(), image_id))
+        self.insert("Alignment2d", self.alignment2d_for(image, data_set["plane_of_section_id"]))
         return image
+
+    def alignment2d_for(self, image: Record, plane: Value) -> Record:
+        """A fresh Alignment2d for an image, in µm of its full-resolution scan."""
+        pixel_um = float(image["resolution"] or 1.0) / self.image_scale
+        return alignment2d(self.allocate_id(), image, pixel_um=pixel_um, plane=plane)
 
     def remove_section(self, image_id: int) -> Record:
         """Delete a SectionImage (and its alignment) as if Allen had withdrawn it."""
@@ -215,15 +223,6 @@ class Catalogue:
         with self._lock:
             self._versions[image_id] = self.version(image_id) + 1
             return self._versions[image_id]
-
-
-def alignment2d_record(alignment_id: int, image_id: int) -> Record:
-    """A plausible 2-D affine alignment, derived from the image id only."""
-    record: Record = {"id": alignment_id, "section_image_id": image_id}
-    for i in range(6):
-        record[f"tsv_{i:02d}"] = round(((image_id * (i + 3)) % 1000) / 1000.0, 6)
-        record[f"tvs_{i:02d}"] = round(((image_id * (i + 7)) % 1000) / 1000.0, 6)
-    return record
 
 
 def _default_image(data_set: Record) -> Record:

@@ -1,22 +1,57 @@
 """Evaluate a parsed RMA query against a catalogue and build the JSON envelope (§1).
 
 Pure apart from reading the catalogue: validation happens before any record is scanned, so an
-unknown model, field or association fails the same way whether or not rows exist.
+unknown model, field or association fails the same way whether or not rows exist, with the
+"Data Access error in query: ..." wording of the live service (ALLEN_API.md §7).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from crawler.simulator.catalogue import Catalogue
 from crawler.simulator.rma import Criterion, FieldFilter, Include, Query, RmaError
-from crawler.simulator.schema import ASSOCIATIONS, MODEL_FIELDS, FieldType, Record, Value
+from crawler.simulator.schema import (
+    ASSOCIATIONS,
+    MODEL_FIELDS,
+    Association,
+    FieldType,
+    Record,
+    Value,
+)
 
 Predicate = Callable[[Record], bool]
 _TRUE = frozenset({"true", "t", "1", "yes"})
 _FALSE = frozenset({"false", "f", "0", "no"})
+DATA_ACCESS = "Data Access error in query:"
+
+
+def _association(model: str, name: str) -> Association:
+    """The named association of a model, or the error the live service gives for a typo."""
+    association = ASSOCIATIONS.get(model, {}).get(name)
+    if association is None:
+        raise RmaError(f"{DATA_ACCESS} unknown association '{name}' for model {model}")
+    return association
+
+
+def merge_includes(includes: tuple[Include, ...]) -> tuple[Include, ...]:
+    """One include per association: `specimen(donor),specimen(stereotaxic_injections)` nest
+    both under one `specimen`, as the service merges include paths."""
+    merged: dict[str, Include] = {}
+    for include in includes:
+        seen = merged.get(include.name)
+        if seen is None:
+            merged[include.name] = include
+        else:
+            merged[include.name] = replace(
+                seen,
+                filters=seen.filters + include.filters,
+                children=seen.children + include.children,
+            )
+    return tuple(replace(i, children=merge_includes(i.children)) for i in merged.values())
 
 
 def _coerce(kind: FieldType, raw: str, field: str) -> Value:
@@ -53,7 +88,7 @@ def _field_type(model: str, field: str) -> tuple[str, FieldType]:
     if field not in fields and "." in field:
         field = field.rsplit(".", 1)[1]  # table-qualified names such as sub_images.section_number
     if field not in fields:
-        raise RmaError(f"Unknown field '{field}' for model {model}")
+        raise RmaError(f"{DATA_ACCESS} unknown attribute '{field}' for model {model}")
     return field, fields[field]
 
 
@@ -93,9 +128,7 @@ def compile_criterion(catalogue: Catalogue, model: str, criterion: Criterion) ->
     """Compile a filter or an association filter; association results are memoised per record."""
     if isinstance(criterion, FieldFilter):
         return compile_filter(model, criterion)
-    association = ASSOCIATIONS.get(model, {}).get(criterion.name)
-    if association is None:
-        raise RmaError(f"Unknown association '{criterion.name}' for model {model}")
+    association = _association(model, criterion.name)
     inner = [compile_filter(association.target, f) for f in criterion.filters]
     inner += [compile_criterion(catalogue, association.target, c) for c in criterion.nested]
     memo: dict[Value, bool] = {}
@@ -140,9 +173,7 @@ def _sort(model: str, rows: list[Record], order: tuple[tuple[str, bool], ...]) -
 
 
 def _validate_include(model: str, include: Include) -> None:
-    association = ASSOCIATIONS.get(model, {}).get(include.name)
-    if association is None:
-        raise RmaError(f"Unknown association '{include.name}' for model {model}")
+    association = _association(model, include.name)
     for flt in include.filters:
         compile_filter(association.target, flt)
     for child in include.children:
@@ -183,7 +214,8 @@ def evaluate(
     if model not in MODEL_FIELDS:
         raise RmaError(f"Unknown model '{model}'")
     predicates = [compile_criterion(catalogue, model, c) for c in query.criteria]
-    for include in query.includes:
+    includes = merge_includes(query.includes)
+    for include in includes:
         _validate_include(model, include)
     for name, _ in query.options.order:
         _field_type(model, name)
@@ -206,9 +238,7 @@ def evaluate(
         "start_row": opts.start_row,
         "num_rows": len(page),
         "total_rows": total,
-        "msg": [
-            serialize(catalogue, model, r, query.includes, opts.only, opts.except_) for r in page
-        ],
+        "msg": [serialize(catalogue, model, r, includes, opts.only, opts.except_) for r in page],
     }
 
 

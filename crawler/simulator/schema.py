@@ -1,7 +1,8 @@
 """The RMA models the simulator serves: field names with their types, and associations.
 
 One static table, so that query validation (unknown model, field or association) does not
-depend on which records happen to exist in a catalogue.
+depend on which records happen to exist in a catalogue. Field and association names are the
+live service's (ALLEN_API.md §2, §7): a name it does not know must not work here either.
 """
 
 from __future__ import annotations
@@ -30,27 +31,30 @@ def _fields(spec: str, kind: FieldType) -> dict[str, FieldType]:
     return dict.fromkeys(spec.split(), kind)
 
 
+# Live SectionImage fields (ALLEN_API.md §7); AtlasImage records carry the same ones.
 _IMAGE_FIELDS: dict[str, FieldType] = {
     **_fields(
         "id data_set_id section_number x y width height image_width image_height tier_count "
-        "lims1_id bits_per_component number_of_components",
+        "lims1_id bits_per_component number_of_components isi_experiment_id "
+        "ophys_experiment_id specimen_id structure_id",
         "int",
     ),
     "resolution": "float",
-    **_fields("path expression_path image_type", "str"),
-    **_fields("annotated failed", "bool"),
+    **_fields("path expression_path image_type axes projection_function", "str"),
+    **_fields("annotated failed expression", "bool"),
 }
 
 MODEL_FIELDS: dict[str, dict[str, FieldType]] = {
+    # Exactly the fields of a live SectionDataSet record (ALLEN_API.md §7).
     "SectionDataSet": {
-        **_fields("id plane_of_section_id specimen_id reference_space_id sphinx_id weight", "int"),
-        "section_thickness": "float",
         **_fields(
-            "storage_directory red_channel green_channel blue_channel qc_date "
-            "transgenic_line injection_structure",
-            "str",
+            "id plane_of_section_id specimen_id reference_space_id sphinx_id weight "
+            "failed_facet rnaseq_design_id",
+            "int",
         ),
-        **_fields("failed failed_facet delegate expression", "bool"),
+        "section_thickness": "float",
+        **_fields("name storage_directory red_channel green_channel blue_channel qc_date", "str"),
+        **_fields("failed delegate expression", "bool"),
     },
     "Equalization": _fields(
         "id section_data_set_id red_lower red_upper green_lower green_upper blue_lower blue_upper",
@@ -59,19 +63,57 @@ MODEL_FIELDS: dict[str, dict[str, FieldType]] = {
     "SectionImage": _IMAGE_FIELDS,
     "AtlasImage": _IMAGE_FIELDS,
     "Product": {"id": "int", **_fields("name abbreviation description", "str")},
+    "PlaneOfSection": {"id": "int", "name": "str"},
     "Atlas": {**_fields("id structure_graph_id", "int"), **_fields("name description", "str")},
     "AtlasDataSet": {**_fields("id atlas_id plane_of_section_id", "int"), "name": "str"},
-    "Specimen": {**_fields("id donor_id", "int"), "name": "str"},
+    "Specimen": {
+        **_fields("id donor_id parent_id structure_id", "int"),
+        **_fields("name hemisphere specimen_id_path external_specimen_name", "str"),
+    },
+    "Donor": {
+        **_fields("id age_id organism_id transgenic_mouse_id", "int"),
+        **_fields("name strain sex sex_full_name external_donor_name tags", "str"),
+    },
+    "TransgenicLine": {
+        **_fields("id sub_image_annotation_id", "int"),
+        **_fields(
+            "name stock_number transgenic_line_type_name transgenic_line_type_code "
+            "transgenic_line_source_name originating_lab url_prefix url_suffix description",
+            "str",
+        ),
+    },
+    "Injection": {
+        **_fields(
+            "id specimen_id days_post_injection targeted_injection_structure_id angle "
+            "primary_injection_structure_id structure_id age_id",
+            "int",
+        ),
+        **_fields(
+            "injection_quality injection_method coordinates_ap coordinates_ml coordinates_dv "
+            "injection_materials fluor_colors",
+            "str",
+        ),
+    },
     "Structure": {
-        **_fields("id parent_structure_id graph_id", "int"),
-        **_fields("acronym name", "str"),
+        **_fields(
+            "id atlas_id depth graph_id graph_order hemisphere_id ontology_id "
+            "parent_structure_id st_level weight",
+            "int",
+        ),
+        **_fields("acronym name safe_name color_hex_triplet structure_id_path", "str"),
+        "failed": "bool",
+    },
+    "Gene": {
+        **_fields("id entrez_id organism_id chromosome_id homologene_id sphinx_id", "int"),
+        **_fields("acronym name original_symbol original_name ensembl_id", "str"),
     },
     "Alignment2d": {
         **_fields("id section_image_id", "int"),
         **_fields(" ".join(f"tsv_{i:02d} tvs_{i:02d}" for i in range(6)), "float"),
     },
     "Alignment3d": {
-        **_fields("id section_data_set_id", "int"),
+        **_fields("id aligned_id", "int"),
+        "aligned_type": "str",
         **_fields(" ".join(f"trv_{i:02d} tvr_{i:02d}" for i in range(12)), "float"),
     },
     "ProjectionStructureUnionize": {
@@ -90,60 +132,78 @@ MODEL_FIELDS: dict[str, dict[str, FieldType]] = {
     },
 }
 
-_ALIGNMENT2D = Association("Alignment2d", remote_key="section_image_id", many=False)
 
+def _belongs_to(target: str, key: str) -> Association:
+    return Association(target, local_key=key, many=False)
+
+
+_ALIGNMENT2D = Association("Alignment2d", remote_key="section_image_id", many=False)
+_DATA_SET = _belongs_to("SectionDataSet", "data_set_id")
+
+# Association names as the live service spells them; links name many-to-many tables.
 ASSOCIATIONS: dict[str, dict[str, Association]] = {
     "SectionDataSet": {
         "section_images": Association("SectionImage", remote_key="data_set_id"),
         "equalization": Association("Equalization", remote_key="section_data_set_id", many=False),
         "products": Association("Product", link="data_set_products"),
-        "specimen": Association("Specimen", local_key="specimen_id", many=False),
-        "alignment3d": Association("Alignment3d", remote_key="section_data_set_id", many=False),
+        "specimen": _belongs_to("Specimen", "specimen_id"),
+        "genes": Association("Gene", link="data_set_genes"),
+        "plane_of_section": _belongs_to("PlaneOfSection", "plane_of_section_id"),
+        "alignment3d": Association("Alignment3d", remote_key="aligned_id", many=False),
         "projection_structure_unionizes": Association(
             "ProjectionStructureUnionize", remote_key="section_data_set_id"
         ),
     },
     "SectionImage": {
-        "section_data_set": Association("SectionDataSet", local_key="data_set_id", many=False),
-        "data_set": Association("SectionDataSet", local_key="data_set_id", many=False),
+        "section_data_set": _DATA_SET,
+        "data_set": _DATA_SET,
         "alignment2d": _ALIGNMENT2D,
     },
     "AtlasImage": {
-        "atlas_data_set": Association("AtlasDataSet", local_key="data_set_id", many=False),
-        "data_set": Association("AtlasDataSet", local_key="data_set_id", many=False),
+        "atlas_data_set": _belongs_to("AtlasDataSet", "data_set_id"),
+        "data_set": _belongs_to("AtlasDataSet", "data_set_id"),
         "alignment2d": _ALIGNMENT2D,
     },
-    "Equalization": {
-        "section_data_set": Association(
-            "SectionDataSet", local_key="section_data_set_id", many=False
-        ),
-    },
+    "Equalization": {"section_data_set": _belongs_to("SectionDataSet", "section_data_set_id")},
     "Product": {
         "section_data_sets": Association(
             "SectionDataSet", link="data_set_products", link_reverse=True
         ),
+    },
+    "PlaneOfSection": {
+        "section_data_sets": Association("SectionDataSet", remote_key="plane_of_section_id")
     },
     "Atlas": {"atlas_data_sets": Association("AtlasDataSet", remote_key="atlas_id")},
     "AtlasDataSet": {
         "atlases": Association("Atlas", local_key="atlas_id"),
         "atlas_images": Association("AtlasImage", remote_key="data_set_id"),
     },
-    "Specimen": {"section_data_sets": Association("SectionDataSet", remote_key="specimen_id")},
-    "Structure": {
-        "parent_structure": Association("Structure", local_key="parent_structure_id", many=False)
+    "Specimen": {
+        "donor": _belongs_to("Donor", "donor_id"),
+        "stereotaxic_injections": Association("Injection", remote_key="specimen_id"),
+        "section_data_sets": Association("SectionDataSet", remote_key="specimen_id"),
+        "structure": _belongs_to("Structure", "structure_id"),
     },
-    "Alignment2d": {
-        "section_image": Association("SectionImage", local_key="section_image_id", many=False)
+    "Donor": {
+        "specimens": Association("Specimen", remote_key="donor_id"),
+        "transgenic_lines": Association("TransgenicLine", link="donor_transgenic_lines"),
     },
-    "Alignment3d": {
-        "section_data_set": Association(
-            "SectionDataSet", local_key="section_data_set_id", many=False
-        )
+    "TransgenicLine": {
+        "donors": Association("Donor", link="donor_transgenic_lines", link_reverse=True)
     },
+    "Injection": {
+        "specimen": _belongs_to("Specimen", "specimen_id"),
+        "structure": _belongs_to("Structure", "structure_id"),
+        "primary_injection_structure": _belongs_to("Structure", "primary_injection_structure_id"),
+        "targeted_injection_structure": _belongs_to("Structure", "targeted_injection_structure_id"),
+        "structures": Association("Structure", link="injection_structures"),
+    },
+    "Structure": {"parent_structure": _belongs_to("Structure", "parent_structure_id")},
+    "Gene": {"data_sets": Association("SectionDataSet", link="data_set_genes", link_reverse=True)},
+    "Alignment2d": {"section_image": _belongs_to("SectionImage", "section_image_id")},
+    "Alignment3d": {"section_data_set": _belongs_to("SectionDataSet", "aligned_id")},
     "ProjectionStructureUnionize": {
-        "section_data_set": Association(
-            "SectionDataSet", local_key="section_data_set_id", many=False
-        ),
-        "structure": Association("Structure", local_key="structure_id", many=False),
+        "section_data_set": _belongs_to("SectionDataSet", "section_data_set_id"),
+        "structure": _belongs_to("Structure", "structure_id"),
     },
 }

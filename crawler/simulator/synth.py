@@ -7,10 +7,18 @@ same records; `image_scale` shrinks every pixel dimension so tests can render wh
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from crawler.simulator.catalogue import Catalogue, alignment2d_record, tier_count
+from crawler.simulator import ontology
+from crawler.simulator.alignments import alignment3d
+from crawler.simulator.catalogue import Catalogue, tier_count
 from crawler.simulator.schema import Record
+from crawler.simulator.specimens import (
+    Subject,
+    insert_reference_tables,
+    insert_subject,
+    link_gene,
+)
 
 CONNECTIVITY_DATA_SET = 100141599
 CONNECTIVITY_IMAGE = 102146167
@@ -33,23 +41,26 @@ ATLASES = [
     (2, "Mouse, P56, Sagittal", 2, 21),
     (602630314, "Mouse, Adult, 3D Coronal", 1, 132),
 ]
-STRUCTURES = [
-    (997, "root", "root", None),
-    (8, "grey", "Basic cell groups and regions", 997),
-    (315, "Isocortex", "Isocortex", 8),
-    (385, "VISp", "Primary visual area", 315),
-    (409, "VISl", "Lateral visual area", 315),
-    (993, "MOs", "Secondary motor area", 315),
-    (985, "MOp", "Primary motor area", 315),
-    (322, "SSp", "Primary somatosensory area", 315),
-    (549, "TH", "Thalamus", 8),
-    (1097, "HY", "Hypothalamus", 8),
-    (672, "CP", "Caudoputamen", 8),
-    (1089, "HPF", "Hippocampal formation", 8),
-]
-TRANSGENIC_LINES = ["", "Sst-IRES-Cre", "Cux2-IRES-Cre", "Rbp4-Cre_KL100", "Emx1-IRES-Cre"]
-INJECTION_STRUCTURES = ["VISp", "MOp", "SSp", "VISl", "CP", "TH"]
+# Structures every connectivity experiment has ProjectionStructureUnionize rows for.
+UNIONIZE_STRUCTURES: tuple[str, ...] = (
+    "root",
+    "grey",
+    "Isocortex",
+    "VISp",
+    "VISl",
+    "MOs",
+    "MOp",
+    "SSp",
+    "TH",
+)
+UNIONIZE_STRUCTURES += ("HY", "CP", "HPF")
+# The extra connectivity experiments cycle through these Cre lines (None: wild type) and sites.
+EXTRA_LINES: tuple[str | None, ...] = (None, "Sst-IRES-Cre", "Cux2-IRES-Cre", "Rbp4-Cre_KL100")
+EXTRA_LINES += ("Emx1-IRES-Cre", "Pvalb-IRES-Cre", "Vip-IRES-Cre")
+EXTRA_SITES = ("VISp", "MOp", "SSp-bfd", "VISl", "CP", "LGd", "ACAd", "MOs")
+EXTRA_GENES = ("Pvalb", "Calb1", "Gad1", "Penk")
 DUPLICATE_JOIN_EVERY = 25
+FAILED_FACET = {False: 734881840, True: 734881841}  # false's is the live value; true's is ours
 
 
 @dataclass(frozen=True)
@@ -79,8 +90,8 @@ class Plan:
     sections: int
     plane: int = 1
     failed: bool = False
-    transgenic_line: str = ""
-    injection_structure: str = ""
+    subject: Subject = field(default_factory=Subject)
+    gene: str | None = None  # the probe of an ISH experiment
     real_image: int | None = None  # this real id sits in the middle of the series
     descending_ids: bool = False  # ids fall while section numbers rise
     failed_section: int | None = None  # index of a failed section
@@ -91,23 +102,24 @@ class _Builder:
     def __init__(self, seed: int, image_scale: float) -> None:
         self.rng = random.Random(seed)
         self.scale = image_scale
-        self.catalogue = Catalogue()
+        self.catalogue = Catalogue(image_scale=image_scale)
 
     def px(self, value: int) -> int:
         return max(1, round(value * self.scale))
 
     def data_set(self, plan: Plan) -> None:
-        cat, rng = self.catalogue, self.rng
-        specimen_id = cat.allocate_id()
-        cat.insert("Specimen", {"id": specimen_id, "donor_id": specimen_id + 1, "name": "S"})
+        cat = self.catalogue
+        specimen_id = insert_subject(cat, plan.data_set_id, plan.subject)
         storage = f"/external/{plan.shape.storage}/prod{plan.data_set_id % 37}/"
         storage += f"image_series_{plan.data_set_id}/"
-        cat.insert(
+        data_set = cat.insert(
             "SectionDataSet",
             {
                 "id": plan.data_set_id,
+                "name": None,
+                "rnaseq_design_id": None,
                 "failed": plan.failed,
-                "failed_facet": plan.failed,
+                "failed_facet": FAILED_FACET[plan.failed],
                 "plane_of_section_id": plan.plane,
                 "section_thickness": plan.shape.thickness,
                 "specimen_id": specimen_id,
@@ -121,11 +133,11 @@ class _Builder:
                 "qc_date": f"2011-{1 + plan.data_set_id % 12:02d}-15T00:00:00Z",
                 "sphinx_id": plan.data_set_id % 100000,
                 "weight": 5000,
-                "transgenic_line": plan.transgenic_line,
-                "injection_structure": plan.injection_structure,
             },
         )
         cat.link("data_set_products", plan.data_set_id, [plan.product_id])
+        if plan.gene is not None:
+            link_gene(cat, plan.data_set_id, plan.gene)
         if plan.equalization is not None:
             rl, ru, gl, gu, bl, bu = plan.equalization
             cat.insert(
@@ -141,17 +153,13 @@ class _Builder:
                     "blue_upper": bu,
                 },
             )
-        alignment: Record = {"id": cat.allocate_id(), "section_data_set_id": plan.data_set_id}
-        for i in range(12):
-            alignment[f"trv_{i:02d}"] = round(rng.uniform(-1, 1), 6)
-            alignment[f"tvr_{i:02d}"] = round(rng.uniform(-1, 1), 6)
-        cat.insert("Alignment3d", alignment)
+        cat.insert("Alignment3d", alignment3d(cat.allocate_id(), data_set, sections=plan.sections))
         for index, image_id in enumerate(self.image_ids(plan)):
             image = self.image(plan, index, image_id, storage, "SectionImage")
             if plan.data_set_id == CONNECTIVITY_DATA_SET and index % DUPLICATE_JOIN_EVERY == 0:
                 cat.duplicated_join_rows.add(image_id)
             cat.insert("SectionImage", image)
-            cat.insert("Alignment2d", alignment2d_record(cat.allocate_id(), image_id))
+            cat.insert("Alignment2d", cat.alignment2d_for(image, plan.plane))
         if plan.product_id == 5:
             self.unionizes(plan.data_set_id)
 
@@ -195,11 +203,21 @@ class _Builder:
             "lims1_id": image_id,
             "bits_per_component": 8,
             "number_of_components": 3,
+            "axes": None,
+            "expression": None,
+            "isi_experiment_id": None,
+            "ophys_experiment_id": None,
+            "projection_function": None,
+            "specimen_id": None,
+            "structure_id": None,
         }
 
     def unionizes(self, data_set_id: int) -> None:
         rng = self.rng
-        for structure_id, *_ in STRUCTURES:
+        for acronym in UNIONIZE_STRUCTURES:
+            structure = ontology.by_acronym(acronym)
+            assert structure is not None
+            structure_id = structure.id
             for hemisphere_id in (1, 2, 3):
                 for is_injection in (False, True):
                     volume = round(rng.uniform(0.01, 2.0), 6)
@@ -244,8 +262,10 @@ class _Builder:
             plan = Plan(data_set_id, ATLAS, 0, sections, plane=plane, real_image=ATLAS_IMAGE)
         storage = f"/external/atlas/prod{atlas_id % 37}/atlas_{atlas_id}/"
         for index, image_id in enumerate(self.image_ids(plan)):
-            cat.insert("AtlasImage", self.image(plan, index, image_id, storage, "AtlasImage"))
-            cat.insert("Alignment2d", alignment2d_record(cat.allocate_id(), image_id))
+            image = cat.insert(
+                "AtlasImage", self.image(plan, index, image_id, storage, "AtlasImage")
+            )
+            cat.insert("Alignment2d", cat.alignment2d_for(image, plane))
 
 
 def build_catalogue(
@@ -271,17 +291,7 @@ def build_catalogue(
             "Product",
             {"id": product_id, "name": name, "abbreviation": abbreviation, "description": name},
         )
-    for structure_id, acronym, name, parent in STRUCTURES:
-        cat.insert(
-            "Structure",
-            {
-                "id": structure_id,
-                "acronym": acronym,
-                "name": name,
-                "parent_structure_id": parent,
-                "graph_id": 1,
-            },
-        )
+    insert_reference_tables(cat)
     conn, ish = count(140), count(20)
     plans = [
         Plan(
@@ -289,7 +299,7 @@ def build_catalogue(
             CONNECTIVITY,
             5,
             conn,
-            injection_structure="MOp",
+            subject=Subject(injection="MOp"),
             real_image=CONNECTIVITY_IMAGE,
             failed_section=conn - 1 if conn - 1 != conn // 2 else None,
             equalization=(0, 923, 0, 987, 0, 4095),
@@ -299,7 +309,7 @@ def build_catalogue(
             CONNECTIVITY,
             5,
             conn,
-            injection_structure="VISp",
+            subject=Subject(injection="VISp"),
             real_image=VISP_IMAGE,
             equalization=(0, 1200, 0, 1100, 0, 4095),
         ),
@@ -309,8 +319,7 @@ def build_catalogue(
             5,
             conn,
             failed=True,
-            transgenic_line="Sst-IRES-Cre",
-            injection_structure="SSp",
+            subject=Subject("Sst-IRES-Cre", "SSp-bfd"),
             equalization=(0, 800, 0, 900, 0, 4095),
         ),
         Plan(
@@ -319,11 +328,12 @@ def build_catalogue(
             1,
             ish,
             plane=2,
+            gene="Pdyn",
             real_image=ISH_IMAGE,
             descending_ids=True,
             failed_section=0 if ish // 2 != 0 else None,
         ),
-        Plan(DEVELOPING_DATA_SET, DEVELOPING, 3, ish, plane=2),
+        Plan(DEVELOPING_DATA_SET, DEVELOPING, 3, ish, plane=2, gene="Sst"),
     ]
     rng = builder.rng
     for k in range(extra_connectivity_datasets):
@@ -333,14 +343,16 @@ def build_catalogue(
                 CONNECTIVITY,
                 5,
                 conn,
-                transgenic_line=TRANSGENIC_LINES[k % len(TRANSGENIC_LINES)],
-                injection_structure=INJECTION_STRUCTURES[k % len(INJECTION_STRUCTURES)],
+                subject=Subject(
+                    EXTRA_LINES[k % len(EXTRA_LINES)], EXTRA_SITES[k % len(EXTRA_SITES)]
+                ),
                 failed_section=1 if k == 0 and conn > 1 else None,
                 equalization=(0, rng.randint(600, 1400), 0, rng.randint(600, 1400), 0, 4095),
             )
         )
     for k in range(extra_ish_datasets):
-        plans.append(Plan(cat.allocate_id(), ISH, 1, ish, plane=1 + k % 2))
+        gene = EXTRA_GENES[k % len(EXTRA_GENES)]
+        plans.append(Plan(cat.allocate_id(), ISH, 1, ish, plane=1 + k % 2, gene=gene))
     for plan in plans:
         builder.data_set(plan)
     for atlas_id, name, plane, sections in ATLASES:
