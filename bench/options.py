@@ -19,6 +19,9 @@ class Options:
     concurrency: int = 32
     repeat: int = 3  # CPU noise on shared machines only adds: the least of three rounds is kept
     image_scale: float = 0.1  # ~170x120 px downsample-4 JPEGs of ~7.6 kB: the cache holds all
+    # The realistic case: full-size downsample-4 connectivity images (a few hundred kB), 50 ms.
+    realistic_images: int = 1000
+    realistic_image_scale: float = 1.0
     scale_items: int = 1_000_000
     memory_items: tuple[int, ...] = (10_000, 100_000)
     memory_image_scale: float = 0.02  # ~1 kB images: a 100,000-item mirror is about requests
@@ -33,6 +36,7 @@ class Options:
 
 TINY = {
     "images": 40,
+    "realistic_images": 20,
     "repeat": 1,
     "data_sets": 2,
     "scale_items": 3000,

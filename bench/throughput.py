@@ -152,8 +152,10 @@ def _best(contests: list[Contest]) -> Contest:
     )
 
 
-def throughput_rows(contest: Contest, items: int, latency_ms: float, concurrency: int) -> list[Row]:
-    case = f"{items:,} images, {latency_ms:g} ms, C={concurrency}"
+def throughput_rows(
+    contest: Contest, items: int, latency_ms: float, concurrency: int, size: str = ""
+) -> list[Row]:
+    case = f"{items:,} {size}images, {latency_ms:g} ms, C={concurrency}"
     bound = ideal_seconds(items, concurrency, latency_ms / 1000)
     allen, minimal = contest.allen.seconds, contest.minimal_seconds
     vs_minimal, vs_bound = TARGETS.get(latency_ms, (None, None))
@@ -299,43 +301,104 @@ def run(options: Options, work: Path) -> tuple[list[Row], list[str]]:
                 )
 
         if "overhead" in options.only:
-            sim.set_latency(0)
-            small_sets = pick_data_sets(picked, max(1, n // 5))
-            small_ids = {int(d["id"]) for d in small_sets}
-            small_items = [i for i in items if int(i["data_set_id"]) in small_ids]
-            small_jobs = write_jobs(work / "jobs-small.jsonl", small_items)
-            if len(small_items) >= n:
-                notes.append("overhead: one data set only, so no marginal CPU could be measured")
-            # Rounds interleave the sizes and the contestants, and alternate which contestant
-            # goes first, so a slow spell of the machine falls on all of them rather than on one.
-            smalls, fulls = [], []
-            for r in range(options.repeat):
-                first = r % 2 == 1
-                smalls.append(
-                    bench.contest(
-                        small_jobs, sorted(small_ids), len(small_items), "0ms-small",
-                        allen_first=first,
-                    )
-                )  # fmt: skip
-                fulls.append(bench.contest(jobs, data_sets, n, "0ms", allen_first=not first))
-            rows += overhead_rows(
-                Cpu.least(smalls), Cpu.least(fulls), len(small_items), n, options.repeat
-            )
-            rows += round_rows(smalls, fulls, rows[-1].case)
-            notes.append(
-                f"Overhead: C={options.concurrency}; throughput at zero latency, best round: "
-                f"minimal loop {n / min(c.minimal_seconds for c in fulls):,.0f} images/s, "
-                f"allen-mirror {n / min(c.allen.seconds for c in fulls):,.0f} images/s."
-            )
-            # Diagnostic, no target: how much of the gap is the per-file fsync.
-            unsynced = bench.allen(data_sets, n, "0ms-nofsync", env={"ALLEN_MIRROR_FSYNC": "false"})
-            rows.append(
-                Row(
-                    "overhead",
-                    rows[-1].case,
-                    "allen-mirror CPU per 1,000 images, fsync off, one run (diagnostic)",
-                    unsynced.measured.cpu * 1000 / n,
-                    "s",
-                )
-            )
+            rows += overhead(options, bench, picked, items, jobs, data_sets, notes)
+    if "throughput" in options.only:
+        rows += realistic(options, work, notes)
     return rows, notes
+
+
+REALISTIC_LATENCY = 50.0
+
+
+def realistic(options: Options, work: Path, notes: list[str]) -> list[Row]:
+    """The throughput case users run: full-size downsample-4 images at 50 ms."""
+    sections, extra = catalogue_shape(options.realistic_images, data_sets=options.data_sets)
+    with SimulatorProcess(
+        logs=work / "logs" / "simulator-realistic",
+        sections=sections,
+        extra_connectivity_datasets=extra,
+        image_scale=options.realistic_image_scale,
+    ) as sim:
+        bench = Bench(options, work, sim)
+        picked = pick_data_sets(sim.ask("datasets")["datasets"], options.realistic_images)
+        data_sets = [int(d["id"]) for d in picked]
+        plan_dir = work / "plan-realistic"
+        mirror.plan(
+            sim.base_url,
+            plan_dir,
+            data_sets,
+            logs=work / "logs" / "plan-realistic",
+            timeout=options.step_timeout,
+        )
+        items = mirror.list_items(plan_dir, timeout=options.step_timeout)
+        n = len(items)
+        jobs = write_jobs(work / "jobs-realistic.jsonl", items)
+        sim.set_latency(0)
+        bench.minimal(jobs, n, "warm-realistic")  # untimed: every image rendered and cached
+        mean_kb = sim.ask("stats")["bytes_sent"] / max(1, n) / 1024
+        sim.set_latency(REALISTIC_LATENCY)
+        contests = [
+            bench.contest(jobs, data_sets, n, "realistic", allen_first=r % 2 == 1)
+            for r in range(options.repeat)
+        ]
+        notes.append(
+            f"Realistic: {n:,} downsample-4 images of {len(data_sets)} data sets, mean "
+            f"{mean_kb:.0f} kB (image scale {options.realistic_image_scale:g}), "
+            f"{REALISTIC_LATENCY:g} ms."
+        )
+        return throughput_rows(
+            _best(contests), n, REALISTIC_LATENCY, options.concurrency, f"~{mean_kb:.0f} kB "
+        )
+
+
+def overhead(
+    options: Options,
+    bench: Bench,
+    picked: list[dict[str, Any]],
+    items: list[dict[str, Any]],
+    jobs: Path,
+    data_sets: list[int],
+    notes: list[str],
+) -> list[Row]:
+    """Section 2: CPU per image at zero latency, whole process and marginal."""
+    rows: list[Row] = []
+    n = len(items)
+    sim = bench.sim
+    sim.set_latency(0)
+    small_sets = pick_data_sets(picked, max(1, n // 5))
+    small_ids = {int(d["id"]) for d in small_sets}
+    small_items = [i for i in items if int(i["data_set_id"]) in small_ids]
+    small_jobs = write_jobs(bench.work / "jobs-small.jsonl", small_items)
+    if len(small_items) >= n:
+        notes.append("overhead: one data set only, so no marginal CPU could be measured")
+    # Rounds interleave the sizes and the contestants, and alternate which contestant
+    # goes first, so a slow spell of the machine falls on all of them rather than on one.
+    smalls, fulls = [], []
+    for r in range(options.repeat):
+        first = r % 2 == 1
+        smalls.append(
+            bench.contest(
+                small_jobs, sorted(small_ids), len(small_items), "0ms-small",
+                allen_first=first,
+            )
+        )  # fmt: skip
+        fulls.append(bench.contest(jobs, data_sets, n, "0ms", allen_first=not first))
+    rows += overhead_rows(Cpu.least(smalls), Cpu.least(fulls), len(small_items), n, options.repeat)
+    rows += round_rows(smalls, fulls, rows[-1].case)
+    notes.append(
+        f"Overhead: C={options.concurrency}; throughput at zero latency, best round: "
+        f"minimal loop {n / min(c.minimal_seconds for c in fulls):,.0f} images/s, "
+        f"allen-mirror {n / min(c.allen.seconds for c in fulls):,.0f} images/s."
+    )
+    # Diagnostic, no target: how much of the gap is the per-file fsync.
+    unsynced = bench.allen(data_sets, n, "0ms-nofsync", env={"ALLEN_MIRROR_FSYNC": "false"})
+    rows.append(
+        Row(
+            "overhead",
+            rows[-1].case,
+            "allen-mirror CPU per 1,000 images, fsync off, one run (diagnostic)",
+            unsynced.measured.cpu * 1000 / n,
+            "s",
+        )
+    )
+    return rows

@@ -1,7 +1,7 @@
 """The store stage: fetched parts committed in batches, then their outcomes to the recorder.
 
-One task takes every fetched body that is waiting (up to ``BATCH_FILES`` files or
-``BATCH_BYTES``), asks the store to make the batch durable and visible in one go
+One task takes the fetched bodies that arrive together (up to ``BATCH_FILES`` files or
+``BATCH_BYTES``, within ``LINGER``), asks the store to make the batch durable and visible in one go
 (``Store.commit``), and only then passes each item's outcome on. Nothing is reported done before
 its file is in place; the bounded stream in front of this stage slows the fetch tasks down when
 the disk is the bottleneck.
@@ -16,22 +16,29 @@ from crawler.fetch import Fetched, Received, failed
 from crawler.manifest import Status
 from crawler.manifest.repository import Outcome
 from crawler.store import Store, StoredFile
+from crawler.streams import each, put, take
 
 BATCH_FILES = 64
 BATCH_BYTES = 32 * 1024 * 1024
+# A batch waits this long for company: the fetch tasks do not wait for it, and every batch
+# costs a thread hand-over and a flush (docs/BENCHMARKS.md, section 2).
+LINGER = 0.02
 
 
-def _gather_more(first: Received, receive: MemoryObjectReceiveStream[Received]) -> list[Received]:
-    """``first`` and whatever else is already waiting, up to the batch limits."""
+async def _gather_more(
+    first: Received, receive: MemoryObjectReceiveStream[Received]
+) -> list[Received]:
+    """``first`` and what arrives within ``LINGER``, up to the batch limits."""
     batch = [first]
     size = first.part.size if isinstance(first, Fetched) else 0
-    while len(batch) < BATCH_FILES and size < BATCH_BYTES:
-        try:
-            more = receive.receive_nowait()
-        except (anyio.WouldBlock, anyio.EndOfStream):
-            break
-        batch.append(more)
-        size += more.part.size if isinstance(more, Fetched) else 0
+    with anyio.move_on_after(LINGER):
+        while len(batch) < BATCH_FILES and size < BATCH_BYTES:
+            try:
+                more = await take(receive)
+            except anyio.EndOfStream:
+                break
+            batch.append(more)
+            size += more.part.size if isinstance(more, Fetched) else 0
     return batch
 
 
@@ -54,16 +61,16 @@ async def store_stage(
 ) -> None:
     """Commit until the fetch stage ends; a full disk raises and stops the run."""
     async with receive, send:
-        async for first in receive:
-            batch = _gather_more(first, receive)
+        async for first in each(receive):
+            batch = await _gather_more(first, receive)
             fetched = [entry for entry in batch if isinstance(entry, Fetched)]
             results = iter(await store.commit([entry.part for entry in fetched]))
             for entry in batch:
                 if isinstance(entry, Outcome):
-                    await send.send(entry)
+                    await put(send, entry)
                     continue
                 result = next(results)
                 if isinstance(result, StoredFile):
-                    await send.send(outcome_of(entry, result))
+                    await put(send, outcome_of(entry, result))
                 else:
-                    await send.send(failed(entry.item, entry.url, result, entry.attempts))
+                    await put(send, failed(entry.item, entry.url, result, entry.attempts))

@@ -24,6 +24,7 @@ from crawler.plan import UNIONIZES
 from crawler.retry import GaveUp
 from crawler.signals import Stop
 from crawler.store import Part, Store
+from crawler.streams import each, put
 
 log = structlog.get_logger("crawler.fetch")
 
@@ -100,10 +101,10 @@ async def fetch_stage(
         items: MemoryObjectReceiveStream[Claimed], results: MemoryObjectSendStream[Received]
     ) -> None:
         async with items, results:
-            async for item in items:
+            async for item in each(items):
                 if stop.requested:
                     return  # its claim is released at the end of the run
-                await results.send(await fetch_item(client, store, item))
+                await put(results, await fetch_item(client, store, item))
 
     async with receive, send:
         with stop.scope():

@@ -103,6 +103,7 @@ class LocalPart(Part):
                 self._fd = os.open(self.part_name, flags, 0o644)
             self._created = True
         view = memoryview(b"".join(self._chunks))
+        self._digest(view)  # here, in the store's thread: hashlib releases the GIL
         while view:
             view = view[os.write(self._fd, view) :]
         self._chunks.clear()

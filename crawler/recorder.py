@@ -16,6 +16,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from crawler.manifest import Manifest, Status
 from crawler.manifest.repository import Outcome
 from crawler.source import Source
+from crawler.streams import take
 
 
 @dataclass
@@ -71,13 +72,13 @@ class Recorder:
         """The next batch: the first outcome, then whatever arrives within the flush interval;
         False once the stream has ended."""
         try:
-            self._pending.append(await receive.receive())
+            self._pending.append(await take(receive))
         except anyio.EndOfStream:
             return False
         with anyio.move_on_after(self.flush_seconds):
             while len(self._pending) < self.batch:
                 try:
-                    self._pending.append(await receive.receive())
+                    self._pending.append(await take(receive))
                 except anyio.EndOfStream:
                     break
         return True

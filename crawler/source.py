@@ -25,12 +25,13 @@ from typing import Protocol
 
 import anyio
 import structlog
-from anyio.abc import ObjectSendStream
+from anyio.streams.memory import MemoryObjectSendStream
 
 from crawler.manifest import Manifest
 from crawler.manifest.repository import Claimed
 from crawler.signals import Stop
 from crawler.store import Store
+from crawler.streams import put
 
 log = structlog.get_logger("crawler.source")
 
@@ -67,7 +68,7 @@ class Planning:
 class Source(Protocol):
     """Pending items for one fetch stage."""
 
-    async def run(self, send: ObjectSendStream[Claimed]) -> None: ...
+    async def run(self, send: MemoryObjectSendStream[Claimed]) -> None: ...
 
     def recording(self, ids: Sequence[int]) -> None:
         """The recorder is about to write these items' outcomes."""
@@ -82,13 +83,15 @@ class Source(Protocol):
         """Give back what was taken and not recorded (the end of a run)."""
 
 
-async def _send_all(send: ObjectSendStream[Claimed], batch: Iterable[Claimed], stop: Stop) -> bool:
+async def _send_all(
+    send: MemoryObjectSendStream[Claimed], batch: Iterable[Claimed], stop: Stop
+) -> bool:
     """Hand a batch to the fetch stage; False when it stopped listening or a stop came."""
     for item in batch:
         if stop.requested:
             return False
         try:
-            await send.send(item)
+            await put(send, item)
         except anyio.BrokenResourceError:
             return False
     return True
@@ -132,7 +135,7 @@ class CursorSource:
     async def release(self) -> None:
         pass
 
-    async def run(self, send: ObjectSendStream[Claimed]) -> None:
+    async def run(self, send: MemoryObjectSendStream[Claimed]) -> None:
         async with send:
             while not self.stop.requested:
                 # Read before the take: an empty take proves the queue drained only if planning
@@ -186,7 +189,7 @@ class ListSource:
     async def release(self) -> None:
         pass
 
-    async def run(self, send: ObjectSendStream[Claimed]) -> None:
+    async def run(self, send: MemoryObjectSendStream[Claimed]) -> None:
         async with send:
             for start in range(0, len(self.ids), 500):
                 batch = await self.manifest.pending_in(self.ids[start : start + 500])
@@ -236,13 +239,13 @@ class LeasedSource:
     async def release(self) -> None:
         await self.manifest.release(self.owner)
 
-    async def run(self, send: ObjectSendStream[Claimed]) -> None:
+    async def run(self, send: MemoryObjectSendStream[Claimed]) -> None:
         async with send, anyio.create_task_group() as group:
             group.start_soon(self._renew_leases)
             await self._claim_all(send)
             group.cancel_scope.cancel()
 
-    async def _claim_all(self, send: ObjectSendStream[Claimed]) -> None:
+    async def _claim_all(self, send: MemoryObjectSendStream[Claimed]) -> None:
         while not self.stop.requested:
             finished = self.planning.finished  # before the claim: see CursorSource.run
             batch = await self.manifest.claim(self.owner, self.batch, self.lease)

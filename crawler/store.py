@@ -34,7 +34,8 @@ class StoredFile:
 
 
 class Part:
-    """A body being received: hashed, sized, its head and tail kept. Backends store the bytes."""
+    """A body being received: sized, its head and tail kept. Backends store and hash the bytes
+    (off the event loop: hashing a few hundred kB per image there would slow every download)."""
 
     def __init__(self, path: str) -> None:
         self.path = path  # relative to the store's root, '/'-separated
@@ -44,19 +45,18 @@ class Part:
         self._hash = hashlib.sha256()
 
     def _account(self, chunk: bytes) -> None:
-        """Hash and measure ``chunk``; the subclass keeps or writes its bytes."""
-        self._hash.update(chunk)
+        """Measure ``chunk``; the subclass keeps or writes its bytes (and ``_digest``s them)."""
         self.size += len(chunk)
         if len(self.head) < EDGE:
             self.head = (self.head + chunk[:EDGE])[:EDGE]
         self.tail = (self.tail + chunk[-EDGE:])[-EDGE:]
 
-    @property
-    def sha256(self) -> str:
-        return self._hash.hexdigest()
+    def _digest(self, data: bytes | memoryview) -> None:
+        """Hash the next stretch of the body, in the order received."""
+        self._hash.update(data)
 
     def stored(self) -> StoredFile:
-        return StoredFile(size=self.size, sha256=self.sha256)
+        return StoredFile(size=self.size, sha256=self._hash.hexdigest())
 
     async def write(self, chunk: bytes) -> None:
         """Take the next chunk of the body."""
