@@ -11,10 +11,12 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from crawler import plan
 from crawler.errors import UsageError
+
+T = TypeVar("T")
 
 DEFAULT_API_BASE = "http://api.brain-map.org"
 ENV_PREFIX = "ALLEN_MIRROR_"
@@ -69,6 +71,38 @@ class Settings:
     def manifest_url(self) -> str:
         """The manifest URL as given, or the SQLite file every mirror carries by default."""
         return self.manifest or f"sqlite:///{(self.out / 'manifest.sqlite').resolve()}"
+
+    def plan_options(self) -> plan.PlanOptions:
+        """The plan-shaping settings, parsed; a UsageError names the setting that is wrong."""
+
+        def parsed(name: str, parse: Callable[[], T]) -> T:
+            try:
+                return parse()
+            except ValueError as exc:
+                raise UsageError(f"invalid {name}: {exc}") from exc
+
+        extras = self.extras.strip()
+        return plan.PlanOptions(
+            downsample=self.downsample,
+            quality=self.quality,
+            kinds=parsed(
+                "images (--image)",
+                lambda: plan.parse_choices(self.images, plan.IMAGE_KINDS, "image kind"),
+            ),
+            range=parsed("range", lambda: plan.parse_range(self.range)),
+            tile=self.tile,
+            annotation=self.annotation,
+            extras=parsed(
+                "extras (--with)", lambda: plan.parse_choices(extras, plan.EXTRAS, "extra")
+            )
+            if extras
+            else (),
+            grid_types=parsed(
+                "grid-types",
+                lambda: plan.parse_choices(self.grid_types, plan.GRID_TYPES, "type"),
+            ),
+            grid_resolution=self.grid_resolution,
+        )
 
     @property
     def exclusive(self) -> bool:
@@ -159,23 +193,10 @@ def _check(settings: Settings) -> Settings:
 def _plan_problems(settings: Settings) -> list[str]:
     """What to fetch: image kinds, colour window, tiles and extras, each named in the message."""
     problems: list[str] = []
-    checks: list[tuple[str, Callable[[], object]]] = [
-        (
-            "images (--image)",
-            lambda: plan.parse_choices(settings.images, plan.IMAGE_KINDS, "image kind"),
-        ),
-        ("range", lambda: plan.parse_range(settings.range)),
-        ("grid-types", lambda: plan.parse_choices(settings.grid_types, plan.GRID_TYPES, "type")),
-    ]
-    if settings.extras.strip():
-        checks.append(
-            ("extras (--with)", lambda: plan.parse_choices(settings.extras, plan.EXTRAS, "extra"))
-        )
-    for name, check in checks:
-        try:
-            check()
-        except ValueError as exc:
-            problems.append(f"invalid {name}: {exc}")
+    try:
+        settings.plan_options()
+    except UsageError as exc:
+        problems.append(str(exc))
     if settings.tile != 0 and not MIN_TILE <= settings.tile <= MAX_TILE:
         problems.append(
             f"tile must be 0 (whole images) or between {MIN_TILE} and {MAX_TILE}, "

@@ -260,11 +260,6 @@ def image_ref(
     return before + (tile_params(tile) if tile is not None else "") + after
 
 
-def section_image_ref(image_id: int, options: PlanOptions, window: Window | None = None) -> str:
-    """The download service URL (relative) for a whole section image at the chosen tier."""
-    return image_ref(Rendering(SECTION, "section_image_download", (), window), image_id, options)
-
-
 def image_name(image: Mapping[str, Any]) -> str:
     """``<section_number:04d>_<image_id>``."""
     return f"{int(image.get('section_number') or 0):04d}_{int(image['id'])}"
@@ -273,13 +268,6 @@ def image_name(image: Mapping[str, Any]) -> str:
 def image_path(root: str, kind: str, downsample: int, image: Mapping[str, Any]) -> str:
     """``<root>/<kind>/ds<N>/<section_number:04d>_<image_id>.jpg``."""
     return f"{root}/{kind}/ds{downsample}/{image_name(image)}.jpg"
-
-
-def section_image_path(
-    data_set_id: int, kind: str, downsample: int, image: Mapping[str, Any]
-) -> str:
-    """``<data_set_id>/<kind>/ds<N>/<section_number:04d>_<image_id>.jpg``."""
-    return image_path(str(int(data_set_id)), kind, downsample, image)
 
 
 def tile_directory(root: str, kind: str, downsample: int, image: Mapping[str, Any]) -> str:
@@ -338,21 +326,6 @@ def plan_image(
                 image_id=image_id,
                 estimate=estimate_jpeg_bytes(rendering.kind, whole.tier_width, whole.tier_height),
             )
-
-
-def plan_section_image(
-    image: Mapping[str, Any], options: PlanOptions, context: DataSetContext = NO_CONTEXT
-) -> Iterator[Item]:
-    """Items for one SectionImage record of a data set (its context from data_set_context)."""
-    root = str(int(image["data_set_id"]))
-    yield from plan_image(root, image, section_renderings(options, context), options)
-
-
-def plan_atlas_image(
-    image: Mapping[str, Any], atlas_id: int, options: PlanOptions
-) -> Iterator[Item]:
-    """Items for one AtlasImage record of an atlas."""
-    yield from plan_image(atlas_root(atlas_id), image, atlas_renderings(atlas_id, options), options)
 
 
 def tile_indexes(

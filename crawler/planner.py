@@ -21,7 +21,7 @@ from crawler.client import ApiClient
 from crawler.config import Settings
 from crawler.localstore import write_atomic
 from crawler.manifest import Manifest
-from crawler.plan import Item, PlanOptions, is_failed
+from crawler.plan import Item, is_failed
 from crawler.selection import Selection, resolve_filters
 from crawler.session import RunReport
 from crawler.store import Store
@@ -42,22 +42,6 @@ class AtlasTarget:
 Target = dict[str, Any] | AtlasTarget  # a SectionDataSet record, or an atlas
 
 
-def plan_options(settings: Settings) -> PlanOptions:
-    """The plan-shaping settings (the config has validated them)."""
-    extras = settings.extras.strip()
-    return PlanOptions(
-        downsample=settings.downsample,
-        quality=settings.quality,
-        kinds=plan.parse_choices(settings.images, plan.IMAGE_KINDS, "image kind"),
-        range=plan.parse_range(settings.range),
-        tile=settings.tile,
-        annotation=settings.annotation,
-        extras=plan.parse_choices(extras, plan.EXTRAS, "extra") if extras else (),
-        grid_types=plan.parse_choices(settings.grid_types, plan.GRID_TYPES, "grid type"),
-        grid_resolution=settings.grid_resolution,
-    )
-
-
 class Planner:
     """Seeds the selection and records its items; ``listed`` keeps, per data set, the image ids
     the API lists now (sync decides removals from it)."""
@@ -75,7 +59,7 @@ class Planner:
         self.client = client
         self.report = report
         self.on_items = on_items  # new items were recorded
-        self.options = plan_options(settings)
+        self.options = settings.plan_options()
         self.sections: tuple[int, int] | None = None
         self.listed: dict[int, set[int]] = {}
 

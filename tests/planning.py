@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
-from crawler.plan import Item, PlanOptions, data_set_context, plan_section_image
+from crawler.plan import (
+    NO_CONTEXT,
+    DataSetContext,
+    Item,
+    PlanOptions,
+    atlas_renderings,
+    atlas_root,
+    data_set_context,
+    image_path,
+    plan_image,
+    section_renderings,
+)
 from crawler.simulator import Catalogue
 
 
@@ -37,3 +49,25 @@ def planned_ref(
     """The URL (relative) of a whole section image as planned (``--range auto`` included)."""
     (item,) = planned_items(catalogue, image, options)
     return item.ref
+
+
+def section_image_path(
+    data_set_id: int, kind: str, downsample: int, image: Mapping[str, Any]
+) -> str:
+    """``<data_set_id>/<kind>/ds<N>/<section_number:04d>_<image_id>.jpg``."""
+    return image_path(str(int(data_set_id)), kind, downsample, image)
+
+
+def plan_section_image(
+    image: Mapping[str, Any], options: PlanOptions, context: DataSetContext = NO_CONTEXT
+) -> Iterator[Item]:
+    """Items for one SectionImage record of a data set (its context from data_set_context)."""
+    root = str(int(image["data_set_id"]))
+    yield from plan_image(root, image, section_renderings(options, context), options)
+
+
+def plan_atlas_image(
+    image: Mapping[str, Any], atlas_id: int, options: PlanOptions
+) -> Iterator[Item]:
+    """Items for one AtlasImage record of an atlas."""
+    yield from plan_image(atlas_root(atlas_id), image, atlas_renderings(atlas_id, options), options)

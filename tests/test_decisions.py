@@ -6,8 +6,9 @@ import pytest
 
 from crawler import validate
 from crawler.errors import ContentError, HTTPStatusError, QueryError, StorageError, TransportError
-from crawler.plan import PlanOptions, plan_section_image, section_image_path
+from crawler.plan import PlanOptions
 from crawler.retry import classify, parse_retry_after
+from tests.planning import plan_section_image, section_image_path
 
 IMAGE = {"id": 102146167, "data_set_id": 100141599, "section_number": 7}
 

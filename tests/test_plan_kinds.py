@@ -19,6 +19,7 @@ from crawler.extras import unionizes_csv, unionizes_json
 from crawler.kinds import check_jpeg_body
 from crawler.plan import PlanOptions
 from crawler.simulator.grids import expression_zip, projection_nrrd
+from tests.planning import plan_atlas_image, plan_section_image
 
 CONNECTIVITY = {
     "id": 100141599,
@@ -92,7 +93,7 @@ def refs(record: dict[str, object], **options: object) -> dict[str, str]:
     chosen = PlanOptions(**options)  # type: ignore[arg-type]
     context = plan.data_set_context(record, chosen)
     image = {**IMAGE, "data_set_id": record["id"]}
-    return {item.path: item.ref for item in plan.plan_section_image(image, chosen, context)}
+    return {item.path: item.ref for item in plan_section_image(image, chosen, context)}
 
 
 def test_each_image_kind_has_its_service_parameters_and_path() -> None:
@@ -114,7 +115,7 @@ def test_each_image_kind_has_its_service_parameters_and_path() -> None:
 def test_atlas_images_section_and_annotation() -> None:
     image = {**IMAGE, "data_set_id": 500000101}
     options = PlanOptions(annotation=True, range=(1, 2, 3, 4, 5, 6))
-    items = list(plan.plan_atlas_image(image, 1, options))
+    items = list(plan_atlas_image(image, 1, options))
     assert [(i.kind, i.path, i.ref, i.data_set_id) for i in items] == [
         (
             "section",
@@ -130,7 +131,7 @@ def test_atlas_images_section_and_annotation() -> None:
         ),
     ]
     only_drawings = PlanOptions(kinds=("projection",), annotation=True)
-    assert [i.kind for i in plan.plan_atlas_image(image, 1, only_drawings)] == ["annotation"]
+    assert [i.kind for i in plan_atlas_image(image, 1, only_drawings)] == ["annotation"]
 
 
 def test_extras_for_connectivity_and_ish() -> None:
@@ -180,7 +181,7 @@ def test_estimate_model() -> None:
     assert plan.estimate_grid_bytes(25) == pytest.approx(528 * 320 * 456 * 4 * 0.1, abs=1)
     assert plan.estimate_grid_bytes(100) < plan.estimate_grid_bytes(50)
     # a whole image's estimate uses its tier size: 1600 x 800 at tier 4 is 100 x 50
-    (item,) = plan.plan_section_image(IMAGE, PlanOptions(range=None))
+    (item,) = plan_section_image(IMAGE, PlanOptions(range=None))
     assert item.estimate == 1_000 + 750
 
 
@@ -267,14 +268,14 @@ def test_settings_refuse_bad_plan_options(flags: dict[str, str], message: str) -
 
 
 def test_plan_options_from_the_config_file(tmp_path: Path) -> None:
-    from crawler.planner import plan_options
 
     config = tmp_path / "c.toml"
     config.write_text(
         'images = "projection,section"\nrange = "none"\ntile = 512\nextras = "unionizes"\n'
         'grid_types = "data_mask"\ngrid_resolution = 100\nannotation = true\n'
     )
-    options = plan_options(load_settings(config, {}, environ={"ALLEN_MIRROR_DOWNSAMPLE": "2"}))
+    settings = load_settings(config, {}, environ={"ALLEN_MIRROR_DOWNSAMPLE": "2"})
+    options = settings.plan_options()
     assert options == PlanOptions(
         downsample=2,
         kinds=("projection", "section"),

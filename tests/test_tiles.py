@@ -9,11 +9,11 @@ import pytest
 from crawler.plan import (
     NO_CONTEXT,
     PlanOptions,
-    plan_section_image,
     section_renderings,
     tile_indexes,
 )
 from crawler.tiles import TileGrid, ceil_div, index_document, tile_grid
+from tests.planning import plan_section_image
 
 
 def image(width: int, height: int, x: int = 100, y: int = 50) -> dict[str, object]:
