@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -250,39 +251,61 @@ def round_rows(smalls: Sequence[Contest], fulls: Sequence[Contest], case: str) -
     ]
 
 
-def run(options: Options, work: Path) -> tuple[list[Row], list[str]]:
-    """Sections 1 and 2 (whichever of them `--only` selects)."""
-    rows: list[Row] = []
-    notes: list[str] = []
-    sections, extra = catalogue_shape(options.images, data_sets=options.data_sets)
+@dataclass
+class Setup:
+    """A simulator serving a planned URL list from a warm render cache."""
+
+    bench: Bench
+    picked: list[dict[str, Any]]
+    data_sets: list[int]
+    items: list[dict[str, Any]]
+    jobs: Path
+    mean_kb: float
+
+
+@contextmanager
+def prepared(
+    options: Options, work: Path, label: str, images: int, image_scale: float
+) -> Iterator[Setup]:
+    """Start a simulator, plan about ``images`` images, list them, and warm the render cache
+    with one untimed pass of the minimal loop."""
+    sections, extra = catalogue_shape(images, data_sets=options.data_sets)
     with SimulatorProcess(
-        logs=work / "logs" / "simulator-images",
+        logs=work / "logs" / f"simulator-{label}",
         sections=sections,
         extra_connectivity_datasets=extra,
-        image_scale=options.image_scale,
+        image_scale=image_scale,
     ) as sim:
         bench = Bench(options, work, sim)
-        picked = pick_data_sets(sim.ask("datasets")["datasets"], options.images)
+        picked = pick_data_sets(sim.ask("datasets")["datasets"], images)
         data_sets = [int(d["id"]) for d in picked]
-        plan_dir = work / "plan-images"
+        plan_dir = work / f"plan-{label}"
         mirror.plan(
             sim.base_url,
             plan_dir,
             data_sets,
-            logs=work / "logs" / "plan-images",
+            logs=work / "logs" / f"plan-{label}",
             timeout=options.step_timeout,
         )
         items = mirror.list_items(plan_dir, timeout=options.step_timeout)
-        n = len(items)
-        jobs = write_jobs(work / "jobs-all.jsonl", items)
-
+        jobs = write_jobs(work / f"jobs-{label}.jsonl", items)
         sim.set_latency(0)
-        bench.minimal(jobs, n, "warm-cache")  # untimed: every image rendered and cached
-        stats = sim.ask("stats")
+        bench.minimal(jobs, len(items), f"warm-{label}")  # untimed: every image rendered
+        mean_kb = sim.ask("stats")["bytes_sent"] / max(1, len(items)) / 1024
+        yield Setup(bench, picked, data_sets, items, jobs, mean_kb)
+
+
+def run(options: Options, work: Path) -> tuple[list[Row], list[str]]:
+    """Sections 1 and 2 (whichever of them `--only` selects)."""
+    rows: list[Row] = []
+    notes: list[str] = []
+    with prepared(options, work, "images", options.images, options.image_scale) as setup:
+        bench, data_sets, items, jobs = setup.bench, setup.data_sets, setup.items, setup.jobs
+        sim, picked, n = bench.sim, setup.picked, len(items)
         notes.append(
             f"Throughput and overhead: {n:,} downsample-4 images of {len(data_sets)} data sets, "
-            f"mean {stats['bytes_sent'] / max(1, n) / 1024:.1f} kB (image scale "
-            f"{options.image_scale:g}), served from a warm render cache."
+            f"mean {setup.mean_kb:.1f} kB (image scale {options.image_scale:g}), served from a "
+            "warm render cache."
         )
 
         if "throughput" in options.only:
@@ -312,42 +335,20 @@ REALISTIC_LATENCY = 50.0
 
 def realistic(options: Options, work: Path, notes: list[str]) -> list[Row]:
     """The throughput case users run: full-size downsample-4 images at 50 ms."""
-    sections, extra = catalogue_shape(options.realistic_images, data_sets=options.data_sets)
-    with SimulatorProcess(
-        logs=work / "logs" / "simulator-realistic",
-        sections=sections,
-        extra_connectivity_datasets=extra,
-        image_scale=options.realistic_image_scale,
-    ) as sim:
-        bench = Bench(options, work, sim)
-        picked = pick_data_sets(sim.ask("datasets")["datasets"], options.realistic_images)
-        data_sets = [int(d["id"]) for d in picked]
-        plan_dir = work / "plan-realistic"
-        mirror.plan(
-            sim.base_url,
-            plan_dir,
-            data_sets,
-            logs=work / "logs" / "plan-realistic",
-            timeout=options.step_timeout,
-        )
-        items = mirror.list_items(plan_dir, timeout=options.step_timeout)
-        n = len(items)
-        jobs = write_jobs(work / "jobs-realistic.jsonl", items)
-        sim.set_latency(0)
-        bench.minimal(jobs, n, "warm-realistic")  # untimed: every image rendered and cached
-        mean_kb = sim.ask("stats")["bytes_sent"] / max(1, n) / 1024
-        sim.set_latency(REALISTIC_LATENCY)
+    scale = options.realistic_image_scale
+    with prepared(options, work, "realistic", options.realistic_images, scale) as setup:
+        n = len(setup.items)
+        setup.bench.sim.set_latency(REALISTIC_LATENCY)
         contests = [
-            bench.contest(jobs, data_sets, n, "realistic", allen_first=r % 2 == 1)
+            setup.bench.contest(setup.jobs, setup.data_sets, n, "realistic", allen_first=r % 2 == 1)
             for r in range(options.repeat)
         ]
         notes.append(
-            f"Realistic: {n:,} downsample-4 images of {len(data_sets)} data sets, mean "
-            f"{mean_kb:.0f} kB (image scale {options.realistic_image_scale:g}), "
-            f"{REALISTIC_LATENCY:g} ms."
+            f"Realistic: {n:,} downsample-4 images of {len(setup.data_sets)} data sets, mean "
+            f"{setup.mean_kb:.0f} kB (image scale {scale:g}), {REALISTIC_LATENCY:g} ms."
         )
         return throughput_rows(
-            _best(contests), n, REALISTIC_LATENCY, options.concurrency, f"~{mean_kb:.0f} kB "
+            _best(contests), n, REALISTIC_LATENCY, options.concurrency, f"~{setup.mean_kb:.0f} kB "
         )
 
 
