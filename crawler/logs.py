@@ -27,9 +27,14 @@ class StderrLogger:
     log = debug = info = warn = warning = error = critical = exception = msg
 
 
+def uses_json(log_format: str) -> bool:
+    """``auto`` means console lines on a terminal, JSON lines otherwise."""
+    return log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
+
+
 def configure(log_format: str = "auto", level: str = "info") -> None:
-    """Choose the renderer once per process; ``auto`` means console on a TTY, JSON otherwise."""
-    use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
+    """Choose the renderer once per process (see ``uses_json``)."""
+    use_json = uses_json(log_format)
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if use_json

@@ -26,7 +26,7 @@ from crawler.commit import store_stage
 from crawler.config import Settings
 from crawler.fetch import Received, fetch_stage
 from crawler.localstore import LocalStore
-from crawler.manifest import Manifest, workers
+from crawler.manifest import Manifest, Status, workers
 from crawler.manifest.repository import Claimed, Outcome
 from crawler.planner import Planner, Target, recheck_done_files
 from crawler.progress import RunProgress
@@ -230,6 +230,12 @@ async def prepare(
         group.cancel_scope.cancel()
 
 
+async def count_pending(manifest: Manifest) -> int:
+    """Items still pending: what a rerun would fetch."""
+    tally = (await manifest.tallies()).get(Status.PENDING.value)
+    return tally.items if tally is not None else 0
+
+
 async def items_to_fetch(manifest: Manifest, report: RunReport) -> int:
     """Pending and done items, less those already done: the progress bar's total."""
     tallies = await manifest.tallies()
@@ -298,6 +304,7 @@ async def run_mirror(
                         settings, manifest, tools, source, owner=owner, command="mirror"
                     )
                 report.absorb(stats, tools.client.requests, tools.client.retries)
+            report.remaining = await count_pending(manifest)
         finally:
             report.seconds = time.monotonic() - started
             report.interrupted_by = stop.signal

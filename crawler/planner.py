@@ -11,7 +11,7 @@ import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import structlog
@@ -42,6 +42,21 @@ class AtlasTarget:
 Target = dict[str, Any] | AtlasTarget  # a SectionDataSet record, or an atlas
 
 
+class ItemSink(Protocol):
+    """Takes planned items a chunk at a time; says how many were new."""
+
+    async def add(self, chunk: list[Item], api_base: str) -> int: ...
+
+
+class _ManifestSink:
+    def __init__(self, manifest: Manifest | None) -> None:
+        self.manifest = manifest
+
+    async def add(self, chunk: list[Item], api_base: str) -> int:
+        assert self.manifest is not None, "a planner that records needs a manifest"
+        return await self.manifest.add_items(chunk, api_base)
+
+
 class Planner:
     """Seeds the selection and records its items; ``listed`` keeps, per data set, the image ids
     the API lists now (sync decides removals from it)."""
@@ -49,13 +64,19 @@ class Planner:
     def __init__(
         self,
         settings: Settings,
-        manifest: Manifest,
+        manifest: Manifest | None,
         client: ApiClient,
         report: RunReport,
         on_items: Callable[[], None] = lambda: None,
+        *,
+        sink: ItemSink | None = None,
     ) -> None:
         self.settings = settings
         self.manifest = manifest
+        # Where planned items go: the manifest, or (a dry run) something that only counts them,
+        # in which case nothing at all is written.
+        self.sink: ItemSink = sink or _ManifestSink(manifest)
+        self.writes = sink is None
         self.client = client
         self.report = report
         self.on_items = on_items  # new items were recorded
@@ -138,11 +159,12 @@ class Planner:
         )
         self.listed[data_set_id] = {int(i["id"]) for i in all_images}
         images = self._usable(all_images)
-        await seed.save_seed(
-            self.settings.out,
-            seed.DataSetSeed(record=dict(record), images=all_images),
-            fsync=self.settings.fsync,
-        )
+        if self.writes:
+            await seed.save_seed(
+                self.settings.out,
+                seed.DataSetSeed(record=dict(record), images=all_images),
+                fsync=self.settings.fsync,
+            )
         context = plan.data_set_context(record, self.options)
         renderings = plan.section_renderings(self.options, context)
         absent = [k for k in self.options.kinds if not plan.applies(k, context)]
@@ -167,9 +189,10 @@ class Planner:
         for image in target.images:
             self.listed.setdefault(int(image["data_set_id"]), set()).add(int(image["id"]))
         images = self._usable(target.images)
-        await seed.save_atlas_seed(
-            self.settings.out, target.atlas_id, target.images, fsync=self.settings.fsync
-        )
+        if self.writes:
+            await seed.save_atlas_seed(
+                self.settings.out, target.atlas_id, target.images, fsync=self.settings.fsync
+            )
         renderings = plan.atlas_renderings(target.atlas_id, self.options)
         root = plan.atlas_root(target.atlas_id)
         await self._write_tile_indexes(root, images, renderings)
@@ -188,7 +211,7 @@ class Planner:
         self, root: str, images: Sequence[dict[str, Any]], renderings: list[plan.Rendering]
     ) -> None:
         """Each tiled image's index.json, written atomically while planning."""
-        if not self.options.tile:
+        if not self.options.tile or not self.writes:
             return
         out, fsync, options = self.settings.out, self.settings.fsync, self.options
 
@@ -205,7 +228,7 @@ class Planner:
         count = added = 0
         iterator = iter(planned)
         while chunk := list(itertools.islice(iterator, PLAN_CHUNK)):
-            added += await self.manifest.add_items(chunk, self.settings.api_base)
+            added += await self.sink.add(chunk, self.settings.api_base)
             count += len(chunk)
             self.report.estimated_bytes += sum(item.estimate for item in chunk)
             self.on_items()

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import anyio
 
@@ -28,6 +29,12 @@ from crawler.recorder import FetchStats
 @dataclass
 class RunReport:
     """What a run did: for the summary, the exit code, the report file and the runs table."""
+
+    # The counts a command's summary adds to the common ones.
+    COMMAND_COUNTS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "sync": ("removed", "pruned", "changed", "unchanged"),
+        "verify": ("verified", "missing", "corrupt", "repaired"),
+    }
 
     command: str
     data_sets: int = 0
@@ -46,6 +53,7 @@ class RunReport:
     seconds: float = 0.0
     failures: list[Outcome] = field(default_factory=list)
     interrupted_by: int | None = None
+    remaining: int = 0  # items still pending when the run ended
     removed: int = 0  # sync
     pruned: int = 0
     changed: int = 0
@@ -115,10 +123,11 @@ class RunReport:
             "retries": self.retries,
             "seconds": round(self.seconds, 3),
             "images_per_s": round(rate, 2),
+            "remaining": self.remaining,
             "interrupted": signal.Signals(self.interrupted_by).name
             if self.interrupted_by
             else None,
-        }
+        } | ({name: getattr(self, name) for name in self.COMMAND_COUNTS.get(self.command, ())})
 
 
 def owner_id() -> str:

@@ -17,6 +17,7 @@ from crawler.config import Settings
 from crawler.manifest import Manifest
 from crawler.pipeline import (
     Tools,
+    count_pending,
     fetch_pending,
     items_to_fetch,
     make_source,
@@ -97,6 +98,7 @@ async def run_sync(
                     settings, manifest, tools, source, owner=owner, command="sync"
                 )
                 report.absorb(stats, tools.client.requests, tools.client.retries)
+            report.remaining = await count_pending(manifest)
             if recheck:
                 report.changed, report.unchanged = await manifest.count_changes()
             else:  # done now = kept as they were + downloaded by this run

@@ -14,7 +14,7 @@ import time
 import structlog
 
 from crawler.config import Settings
-from crawler.pipeline import fetch_pending, make_source, run_tools
+from crawler.pipeline import count_pending, fetch_pending, make_source, run_tools
 from crawler.session import RunReport, owner_id, run_session
 from crawler.signals import Stop
 from crawler.source import Planning
@@ -47,6 +47,7 @@ async def run_worker(settings: Settings, *, follow: bool = False) -> RunReport:
                 settings, manifest, tools, source, owner=owner, command="worker"
             )
             report.absorb(stats, tools.client.requests, tools.client.retries)
+        report.remaining = await count_pending(manifest)
     report.seconds = time.monotonic() - started
     report.interrupted_by = stop.signal
     return report

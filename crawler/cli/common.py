@@ -9,16 +9,21 @@ from __future__ import annotations
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import click
 import structlog
 
 from crawler import logs
+from crawler.cli.summary import summary_lines
 from crawler.config import Settings, load_settings
 from crawler.errors import UsageError
+from crawler.logs import uses_json
 from crawler.selection import Selection
+
+if TYPE_CHECKING:
+    from crawler.session import RunReport
 
 MAX_LISTED_FAILURES = 50
 
@@ -206,16 +211,6 @@ def parse_criteria(values: list[str]) -> tuple[str, ...]:
     return tuple(criteria)
 
 
-def human_bytes(count: int) -> str:
-    """``123.4 MB``: decimal units, for estimates people read."""
-    size = float(count)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if size < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    raise AssertionError("unreachable")
-
-
 def load(config: Path | None, **flags: Any) -> Settings:
     """Settings from defaults, the config file, the environment and the flags; logging set up."""
     settings = load_settings(config, flags)
@@ -293,9 +288,13 @@ report_option = click.option(
 )
 
 
-def finish(report: Any) -> None:
-    """Summary event, the list of failures, and the exit code of a fetching command."""
-    structlog.get_logger("crawler").info("run.summary", **report.summary())
+def finish(report: RunReport, settings: Settings) -> None:
+    """The summary (an event for programs, a few lines for people), the list of failures, and
+    the exit code of a command that fetches or verifies."""
+    if uses_json(settings.log_format):
+        structlog.get_logger("crawler").info("run.summary", **report.summary())
+    else:
+        sys.stderr.write("".join(f"{line}\n" for line in summary_lines(report, str(settings.out))))
     if report.failures:
         shown = report.failures[:MAX_LISTED_FAILURES]
         sys.stderr.write(f"{report.failed} item(s) failed after their retries:\n")

@@ -12,25 +12,52 @@ from crawler.cli.common import (
     FILTER_FLAGS,
     common_options,
     finish,
-    human_bytes,
     load,
     report_option,
     run_async,
     selection_options,
     selection_settings,
 )
+from crawler.cli.summary import human_bytes
+from crawler.config import Settings
 from crawler.errors import UsageError
+from crawler.selection import Selection
+
+dry_run_option = click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print what would be fetched (counts, estimated bytes, examples); write nothing.",
+)
+
+
+def show_dry_run(settings: Settings, selection: Selection) -> None:
+    """Seed and plan in memory, print what a run would fetch, exit 0."""
+    from crawler.dryrun import dry_run_lines, run_dry
+
+    dry = run_async(lambda: run_dry(settings, selection))
+    for line in dry_run_lines(dry, human_bytes):
+        click.echo(line)
 
 
 @app.command()
 @selection_options
 @report_option
-def mirror(report_file: Path | None, **options: Any) -> None:
-    """Mirror every section image of the selected data sets (resumes what came before)."""
+@dry_run_option
+def mirror(report_file: Path | None, dry_run: bool, **options: Any) -> None:
+    """Mirror every section image of the selected data sets (resumes what came before).
+
+    \b
+    Examples:
+      allen-mirror mirror --dataset 100141599 --downsample 4
+      allen-mirror mirror --product 5 --transgenic-line Sst-IRES-Cre --dry-run
+      allen-mirror mirror --dataset 126862385 --image section,projection --out /data/allen
+    """
     from crawler.pipeline import run_mirror
 
     settings, selection = selection_settings(options)
-    finish(run_async(lambda: run_mirror(settings, selection, report_file=report_file)))
+    if dry_run:
+        return show_dry_run(settings, selection)
+    finish(run_async(lambda: run_mirror(settings, selection, report_file=report_file)), settings)
 
 
 @app.command()
@@ -38,15 +65,26 @@ def mirror(report_file: Path | None, **options: Any) -> None:
 @report_option
 @click.option("--prune", is_flag=True, help="Delete the files of items the API no longer lists.")
 @click.option("--recheck", is_flag=True, help="Re-download done items and count changed ones.")
-def sync(report_file: Path | None, prune: bool, recheck: bool, **options: Any) -> None:
-    """Fetch what is new, flag what vanished (removed), keep the rest; for nightly runs."""
+@dry_run_option
+def sync(
+    report_file: Path | None, prune: bool, recheck: bool, dry_run: bool, **options: Any
+) -> None:
+    """Fetch what is new, flag what vanished (removed), keep the rest; for nightly runs.
+
+    \b
+    Examples:
+      allen-mirror sync --dataset 100141599 --out /data/allen --no-progress
+      allen-mirror sync --config nightly.toml --prune
+    """
     from crawler.sync import run_sync
 
     settings, selection = selection_settings(options)
+    if dry_run:
+        return show_dry_run(settings, selection)
     report = run_async(
         lambda: run_sync(settings, selection, prune=prune, recheck=recheck, report_file=report_file)
     )
-    finish(report)
+    finish(report, settings)
 
 
 @app.command()
@@ -64,7 +102,7 @@ def demo(**options: Any) -> None:
         options["api_base"] = simulator.base_url
         click.echo(f"simulator of the Allen API at {simulator.base_url}", err=True)
         assert mirror.callback is not None
-        mirror.callback(None, **options)
+        mirror.callback(None, False, **options)
 
 
 @app.command()
@@ -101,4 +139,4 @@ def worker(config: Path | None, follow: bool, no_progress: bool, **options: Any)
     from crawler.worker import run_worker
 
     settings = load(config, progress=False if no_progress else None, **options)
-    finish(run_async(lambda: run_worker(settings, follow=follow)))
+    finish(run_async(lambda: run_worker(settings, follow=follow)), settings)

@@ -50,7 +50,7 @@ def verify(
         f"verified {report.verified} file(s): {report.missing} missing, {report.corrupt} corrupt"
         + (f", {report.repaired} repaired" if repair else "")
     )
-    finish(report)
+    finish(report, settings)
 
 
 @app.command()

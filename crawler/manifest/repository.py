@@ -413,6 +413,19 @@ class Manifest:
 
         return await self._run(work, write=True)
 
+    async def done_refs(self, refs: Sequence[str]) -> set[str]:
+        """Those of ``refs`` whose item is done (a dry run leaves them out)."""
+        found: set[str] = set()
+        for start in range(0, len(refs), CHUNK):
+            rows = await self.read(
+                select(items.c.ref).where(
+                    items.c.status == Status.DONE.value,
+                    items.c.ref.in_(refs[start : start + CHUNK]),
+                )
+            )
+            found.update(str(row[0]) for row in rows)
+        return found
+
     async def count_done(self, data_set_ids: Sequence[int]) -> int:
         """Done items of the given data sets."""
         rows = await self.read(
