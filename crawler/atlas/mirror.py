@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from crawler.atlas.annotation import Volume, read_volume, structure_at
+from crawler.atlas.annotation import Volume, read_volume, structure_at, value_at
 from crawler.atlas.imagesync import (
     ImagePoint,
     ReferencePoint,
@@ -42,6 +42,7 @@ ONTOLOGY_FILE = "structure_graph_1.json"
 _ANNOTATION = re.compile(r"annotation_(\d+)\.nrrd")
 _REMIRROR = "it was mirrored before alignments were kept: run 'allen-mirror mirror' again"
 _REPAIR = "run 'allen-mirror verify --repair'"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,16 +87,27 @@ def find_image(out: Path, image_id: int) -> tuple[MirroredDataSet, Mapping[str, 
     raise UsageError(f"no section image {image_id} in the mirror at {out}")
 
 
-@dataclass(frozen=True, eq=False)
 class Structures:
-    """The ontology and an annotation volume: which structure holds a reference point."""
+    """The ontology and an annotation volume: which structure holds a reference point.
 
-    ontology: Ontology
-    volume: Volume
+    One point is read by streaming the file to its voxel (``value_at``: small memory at any
+    resolution); arrays of points load the volume once and look up all of them together.
+    """
+
+    def __init__(self, ontology: Ontology, annotation: Path) -> None:
+        self.ontology = ontology
+        self.annotation = annotation
+        self._volume: Volume | None = None
 
     def at(self, x: ArrayLike, y: ArrayLike, z: ArrayLike) -> NDArray[np.int64]:
         """Structure ids at reference points in µm (0 outside the volume or the brain)."""
-        return structure_at(self.volume.data, self.volume.resolution_um, x, y, z)
+        if self._volume is None:
+            self._volume = _damaged_is_usage(lambda: read_volume(self.annotation))
+        return structure_at(self._volume.data, self._volume.resolution_um, x, y, z)
+
+    def at_point(self, x: float, y: float, z: float) -> int:
+        """The structure id at one reference point in µm, without loading the volume."""
+        return _damaged_is_usage(lambda: value_at(self.annotation, x, y, z))
 
     def describe(self, structure_id: int) -> dict[str, object]:
         """``structure_id``, ``acronym``, ``name``; null names for 0 or an id not in the graph."""
@@ -122,9 +134,14 @@ def read_structures(out: Path) -> Structures | None:
     annotation = annotation_file(out)
     if annotation is None or not ontology_path.is_file():
         return None
+    return Structures(_damaged_is_usage(lambda: read_ontology(ontology_path)), annotation)
+
+
+def _damaged_is_usage(read: Callable[[], T]) -> T:
+    """A damaged mirror file is the user's to repair, not the API's fault: say how."""
     try:
-        return Structures(read_ontology(ontology_path), read_volume(annotation))
-    except ContentError as exc:  # a damaged mirror file, not the API's fault
+        return read()
+    except ContentError as exc:
         raise UsageError(f"{exc}; {_REPAIR}") from exc
 
 
@@ -177,7 +194,7 @@ def locate_image(
         "y": float(point.y),
         "z": float(point.z),
     }
-    return _with_structure(out, answer, point.x, point.y, point.z)
+    return _with_structure(out, answer, float(point.x), float(point.y), float(point.z))
 
 
 def locate_reference(
@@ -196,12 +213,12 @@ def locate_reference(
 
 
 def _with_structure(
-    out: Path, answer: dict[str, object], x: ArrayLike, y: ArrayLike, z: ArrayLike
+    out: Path, answer: dict[str, object], x: float, y: float, z: float
 ) -> dict[str, object]:
     structures = read_structures(out)
     if structures is None:
         return answer
-    return {**answer, **structures.describe(int(structures.at(x, y, z)))}
+    return {**answer, **structures.describe(structures.at_point(x, y, z))}
 
 
 def _check_mirror(out: Path) -> None:
