@@ -37,9 +37,11 @@ class Settings:
     annotation: bool = False  # atlas images: also the annotated drawings
     range: str = "auto"  # colour window: auto (the Equalization), none, or rl,ru,gl,gu,bl,bu
     tile: int = 0  # tile size in tier pixels; 0 = whole images
-    extras: str = ""  # --with: grid, unionizes (comma-separated)
+    extras: str = ""  # --with: grid, unionizes, ontology, annotation, template (comma-separated)
     grid_types: str = "projection_density"  # projection grid types, comma-separated
     grid_resolution: int = 25  # µm per voxel of projection grids: 10, 25, 50 or 100
+    archive_base: str = plan.DEFAULT_ARCHIVE_BASE  # the CCF volumes' host and directory
+    ccf_resolution: int = 25  # µm per voxel of the CCF annotation and template: 10, 25, 50, 100
     # Friendly selection filters (crawler/selection.py), comma-separated; empty filters nothing.
     transgenic_lines: str = ""  # --transgenic-line
     injection_structures: str = ""  # --injection-structure
@@ -102,6 +104,8 @@ class Settings:
                 lambda: plan.parse_choices(self.grid_types, plan.GRID_TYPES, "type"),
             ),
             grid_resolution=self.grid_resolution,
+            archive_base=self.archive_base,
+            ccf_resolution=self.ccf_resolution,
         )
 
     @property
@@ -183,11 +187,18 @@ def _check(settings: Settings) -> Settings:
     if settings.log_level not in _LOG_LEVELS:
         problems.append(f"log-level must be one of {', '.join(_LOG_LEVELS)}")
     problems.extend(_plan_problems(settings))
-    if not settings.api_base.startswith(("http://", "https://")):
-        problems.append(f"api-base must be an http:// or https:// URL, got {settings.api_base!r}")
+    for name in ("api_base", "archive_base"):
+        value = getattr(settings, name)
+        if not value.startswith(("http://", "https://")):
+            flag = name.replace("_", "-")
+            problems.append(f"{flag} must be an http:// or https:// URL, got {value!r}")
     if problems:
         raise UsageError(problems[0])
-    return dataclasses.replace(settings, api_base=settings.api_base.rstrip("/"))
+    return dataclasses.replace(
+        settings,
+        api_base=settings.api_base.rstrip("/"),
+        archive_base=settings.archive_base.rstrip("/"),
+    )
 
 
 def _plan_problems(settings: Settings) -> list[str]:
@@ -206,6 +217,11 @@ def _plan_problems(settings: Settings) -> list[str]:
         allowed = ", ".join(str(r) for r in plan.GRID_RESOLUTIONS)
         problems.append(
             f"grid-resolution must be one of {allowed} (µm), got {settings.grid_resolution}"
+        )
+    if settings.ccf_resolution not in plan.CCF_RESOLUTIONS:
+        allowed = ", ".join(str(r) for r in plan.CCF_RESOLUTIONS)
+        problems.append(
+            f"ccf-resolution must be one of {allowed} (µm), got {settings.ccf_resolution}"
         )
     return problems
 

@@ -16,11 +16,10 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from crawler.client import ApiClient
 from crawler.errors import DiskFullError, RemoteError, StorageError
-from crawler.extras import unionizes_body
-from crawler.kinds import body_rule
+from crawler.kinds import body_producer, body_rule
 from crawler.manifest import Status
 from crawler.manifest.repository import Claimed, Outcome
-from crawler.plan import UNIONIZES
+from crawler.plan import item_url
 from crawler.retry import GaveUp
 from crawler.signals import Stop
 from crawler.store import Part, Store
@@ -59,10 +58,10 @@ def failed(
 
 async def fetch_item(client: ApiClient, store: Store, item: Claimed) -> Received:
     """Download one item into a part (retried as the policy says), or say why it failed."""
-    url = client.settings.api_base + item.ref
+    url = item_url(client.settings.api_base, item.ref)
     try:
-        if item.kind == UNIONIZES:  # paged RMA rows, each page retried by the client
-            body = await unionizes_body(client, item.data_set_id, item.path)
+        if (produce := body_producer(item.kind)) is not None:  # unionizes, structure graph
+            body = await produce(client, item)
             async with store.part(item.path) as part:
                 await part.write(body)
             return Fetched(item, part, url, 200, 1)

@@ -27,7 +27,13 @@ IMAGE_KINDS = (SECTION, EXPRESSION, PROJECTION)  # what --image accepts
 # Extras (--with) and the kinds of their items.
 GRID = "grid"
 UNIONIZES = "unionizes"
-EXTRAS = (GRID, UNIONIZES)
+# Atlas-wide extras (crawler/ccf.py plans them once per run): the structure graph and the CCF
+# volumes. The volumes' item kinds are prefixed: "annotation" is already the atlas drawing.
+ONTOLOGY = "ontology"  # the extra and its item kind
+WITH_ANNOTATION, WITH_TEMPLATE = "annotation", "template"
+CCF_ANNOTATION, CCF_TEMPLATE = "ccf_annotation", "ccf_template"
+CCF_EXTRAS = (ONTOLOGY, WITH_ANNOTATION, WITH_TEMPLATE)
+EXTRAS = (GRID, UNIONIZES, *CCF_EXTRAS)
 EXPRESSION_GRID = "expression_grid"
 GRID_TYPES = (
     "projection_density",
@@ -38,6 +44,10 @@ GRID_TYPES = (
     "data_mask",
 )
 GRID_RESOLUTIONS = (10, 25, 50, 100)
+CCF_RESOLUTIONS = (10, 25, 50, 100)
+DEFAULT_ARCHIVE_BASE = (
+    "http://download.alleninstitute.org/informatics-archive/current-release/mouse_ccf"
+)
 EXPRESSION_GRID_VOLUMES = ("energy", "density", "intensity")
 # Mouse Connectivity Projection (AllenSDK also files connectivity under 31).
 CONNECTIVITY_PRODUCTS = frozenset({5, 31})
@@ -60,13 +70,16 @@ class PlanOptions:
     extras: tuple[str, ...] = ()
     grid_types: tuple[str, ...] = ("projection_density",)
     grid_resolution: int = 25
+    archive_base: str = DEFAULT_ARCHIVE_BASE  # where the CCF volumes live (another host)
+    ccf_resolution: int = 25
 
 
 # Not frozen: built per item, and a frozen dataclass's __init__ (object.__setattr__ per field)
 # costs about four times a plain one's.
 @dataclass(slots=True)
 class Item:
-    """One file to download: its natural key is ``ref``, the URL relative to the API base."""
+    """One file to download: its natural key is ``ref``, the URL relative to the API base, or
+    absolute for a file on another host (the CCF volumes of the informatics archive)."""
 
     ref: str
     path: str  # relative to OUT, with forward slashes
@@ -77,7 +90,12 @@ class Item:
 
     def url(self, api_base: str) -> str:
         """The absolute URL against a given API base (live service or simulator)."""
-        return api_base + self.ref
+        return item_url(api_base, self.ref)
+
+
+def item_url(api_base: str, ref: str) -> str:
+    """A ref's URL: relative refs hang off the API base; an absolute ref is used as it is."""
+    return ref if ref.startswith(("http://", "https://")) else api_base + ref
 
 
 # -- option values (the config validates settings with these) ---------------------------------

@@ -17,6 +17,7 @@ import anyio
 import structlog
 
 from crawler import plan, seed
+from crawler.ccf import plan_ccf
 from crawler.client import ApiClient
 from crawler.config import Settings
 from crawler.localstore import write_atomic
@@ -135,6 +136,9 @@ class Planner:
         return targets
 
     async def plan_all(self, targets: Sequence[Target]) -> None:
+        if planned := list(plan_ccf(self.options)):  # atlas-wide files: once per run
+            count, added = await self._record(planned)
+            log.info("plan.ccf", items=count, new=added)
         for target in targets:
             if isinstance(target, AtlasTarget):
                 await self._plan_atlas(target)

@@ -77,10 +77,12 @@ async def enumerate_rows(
 
 
 # Every SectionDataSet comes with its Equalization (the default colour window), its products
-# (connectivity or ISH decides which image kinds and extras exist) and what people filter and
-# label it by: specimen, donor and Cre lines, injections and their structures, genes, plane.
+# (connectivity or ISH decides which image kinds and extras exist), its Alignment3d (section
+# volume <-> reference space, for ``locate``; null where the API has none) and what people
+# filter and label it by: specimen, donor and Cre lines, injections and their structures, genes,
+# plane.
 DATA_SET_INCLUDES = (
-    "rma::include,equalization,products,"
+    "rma::include,equalization,products,alignment3d,"
     "specimen(donor(transgenic_lines),stereotaxic_injections(primary_injection_structure,structures)),"
     "genes,plane_of_section"
 )
@@ -109,8 +111,12 @@ def atlas_image_stages(atlas_id: int) -> str:
 
 
 def section_image_stages(data_set_id: int) -> str:
-    """The SectionImages of one data set."""
-    return f"model::SectionImage,rma::criteria,[data_set_id$eq{int(data_set_id)}]"
+    """The SectionImages of one data set, each with its Alignment2d (image pixels <-> section
+    volume; null where the API has none): the same pages, no request per image."""
+    return (
+        f"model::SectionImage,rma::criteria,[data_set_id$eq{int(data_set_id)}],"
+        "rma::include,alignment2d"
+    )
 
 
 async def fetch_data_sets(

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crawler.atlas.annotation import read_volume, structure_at
+from crawler.atlas.annotation import read_volume, structure_at, value_at
 from crawler.errors import ContentError, UsageError
 
 SIZES = (4, 3, 2)  # anterior-posterior, dorsal-ventral, left-right, as the file lists them
@@ -76,6 +76,53 @@ def test_structure_at(tmp_path: Path, point: tuple[float, float, float], expecte
     write_nrrd(tmp_path / "a.nrrd")
     volume = read_volume(tmp_path / "a.nrrd")
     assert int(structure_at(volume.data, volume.resolution_um, *point)) == expected
+    assert value_at(tmp_path / "a.nrrd", *point) == expected  # streamed to the one voxel
+
+
+def write_form(path: Path, encoding: str, endian: str, nrrd_type: str, dtype: str) -> np.ndarray:
+    """The SIZES volume in another encoding, byte order or voxel type."""
+    data = np.zeros(SIZES, dtype=dtype)
+    for index in np.ndindex(*SIZES):
+        data[index] = value(*index) % np.iinfo(dtype).max if dtype != "<f4" else 0.5
+    raw = data.astype(("<" if endian == "little" else ">") + dtype[1:]).tobytes(order="F")
+    header = (
+        f"NRRD0004\ntype: {nrrd_type}\ndimension: 3\nsizes: 4 3 2\n"
+        f"space directions: (25,0,0) (0,25,0) (0,0,25)\nendian: {endian}\nencoding: {encoding}\n\n"
+    )
+    path.write_bytes(header.encode() + (gzip.compress(raw) if encoding == "gzip" else raw))
+    return data
+
+
+@pytest.mark.parametrize(
+    ("encoding", "endian", "nrrd_type", "dtype"),
+    [
+        ("raw", "little", "unsigned int", "<u4"),
+        ("gzip", "big", "uint32", "<u4"),
+        ("raw", "big", "unsigned short", "<u2"),
+        ("gzip", "little", "short", "<i2"),
+        ("gzip", "little", "float", "<f4"),  # not streamable: read whole, same answer
+    ],
+)
+def test_value_at_reads_every_form(
+    tmp_path: Path, encoding: str, endian: str, nrrd_type: str, dtype: str
+) -> None:
+    path = tmp_path / "v.nrrd"
+    data = write_form(path, encoding, endian, nrrd_type, dtype)
+    for index in np.ndindex(*SIZES):
+        point = [25.0 * n + 12.5 for n in index]
+        assert value_at(path, *point) == int(data[index])
+    assert value_at(path, 100.0, 0.0, 0.0) == 0
+
+
+def test_value_at_refuses_a_cut_or_foreign_file(tmp_path: Path) -> None:
+    write_nrrd(tmp_path / "a.nrrd")
+    body = (tmp_path / "a.nrrd").read_bytes()
+    (tmp_path / "cut.nrrd").write_bytes(body[:-30])
+    with pytest.raises(ContentError):
+        value_at(tmp_path / "cut.nrrd", 99.0, 74.0, 49.0)
+    (tmp_path / "x.nrrd").write_text("<html>site unavailable</html>")
+    with pytest.raises(ContentError):
+        value_at(tmp_path / "x.nrrd", 1.0, 1.0, 1.0)
 
 
 def test_structure_at_is_vectorised(tmp_path: Path) -> None:

@@ -112,7 +112,8 @@ def selection_options(function: F) -> F:
             "--with",
             "extras",
             multiple=True,
-            help="Extras: grid, unionizes (comma-separated or repeated).",
+            help="Extras: grid, unionizes, ontology, annotation, template (comma-separated or "
+            "repeated).",
         ),
         click.option(
             "--grid-types",
@@ -121,6 +122,15 @@ def selection_options(function: F) -> F:
         click.option(
             "--grid-resolution",
             help="Projection grid resolution: 10, 25, 50, 100 µm [default: 25].",
+        ),
+        click.option(
+            "--ccf-resolution",
+            help="CCF annotation/template resolution: 10, 25, 50, 100 µm [default: 25].",
+        ),
+        click.option(
+            "--archive-base",
+            help="Where the CCF volumes live [default: http://download.alleninstitute.org/"
+            "informatics-archive/current-release/mouse_ccf].",
         ),
         click.option(
             "--api-base",

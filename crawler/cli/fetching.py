@@ -92,6 +92,7 @@ def sync(
 def demo(**options: Any) -> None:
     """The mirror job, offline: starts the built-in simulator and mirrors from it."""
     from crawler.simulator import serve_in_thread
+    from crawler.simulator.ccf_volumes import ARCHIVE_PREFIX
 
     selecting = ("dataset", "ids_file", "product", "criteria", "atlas", *FILTER_FLAGS)
     if not any(options[name] for name in selecting):
@@ -100,6 +101,7 @@ def demo(**options: Any) -> None:
         raise UsageError("demo runs against its own simulator; use 'mirror --api-base' instead")
     with serve_in_thread() as simulator:
         options["api_base"] = simulator.base_url
+        options["archive_base"] = options["archive_base"] or simulator.base_url + ARCHIVE_PREFIX
         click.echo(f"simulator of the Allen API at {simulator.base_url}", err=True)
         assert mirror.callback is not None
         mirror.callback(None, False, **options)

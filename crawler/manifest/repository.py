@@ -230,7 +230,7 @@ class Manifest:
         rows = [
             (
                 item.ref,
-                api_base + item.ref,
+                item.url(api_base),
                 item.path,
                 item.kind,
                 item.data_set_id,

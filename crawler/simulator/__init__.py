@@ -1,7 +1,8 @@
 """An offline stand-in for api.brain-map.org, faithful to shared/ALLEN_API.md, for tests.
 
 Layout (data flows top to bottom): `schema` → `catalogue`/`synth` (records) → `rma`/`query`
-(metadata) and `imaging`/`render`/`grids` (bytes) → `routes` (the fault-free reply) →
+(metadata), `sync_services` (structure graph, image sync) and `imaging`/`render`/`grids`/
+`ccf_volumes` (bytes) → `routes` (the fault-free reply) →
 `faults` + `config` (what goes wrong) → `app` (aiohttp I/O) → `server` (start/stop/run).
 Nothing here imports the rest of the `crawler` package.
 """

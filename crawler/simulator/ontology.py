@@ -123,5 +123,6 @@ def tree(structure_id: int = ROOT_ID) -> dict[str, object]:
         "st_level": node.st_level,
         "hemisphere_id": HEMISPHERE_BOTH,
         "parent_structure_id": node.parent_structure_id,
+        "structure_id_path": node.structure_id_path,
         "children": [tree(child.id) for child in children(structure_id)],
     }

@@ -14,6 +14,7 @@ from typing import Literal
 
 from yarl import URL
 
+from crawler.simulator import ccf_volumes, sync_services
 from crawler.simulator.catalogue import Catalogue
 from crawler.simulator.grids import expression_volumes, expression_zip, projection_nrrd
 from crawler.simulator.imaging import ParamError, image_kind, plan_render
@@ -26,6 +27,7 @@ RouteKind = Literal["rma", "image", "grid", "redirect", "other"]
 JSON = "application/json; charset=utf-8"
 TEXT = "text/plain; charset=utf-8"
 JPEG = "image/jpeg"
+NRRD = "application/octet-stream"
 # The live status of a failed RMA query is undocumented (§1); 500 makes "non-2xx" obvious.
 RMA_ERROR_STATUS = 500
 
@@ -54,9 +56,15 @@ class Reply:
 
 
 def route_kind(path: str) -> RouteKind:
-    """Which counter bucket and which fault menu a path belongs to."""
-    if path.startswith("/api/v2/data/"):
+    """Which counter bucket and which fault menu a path belongs to.
+
+    The JSON services (structure graph, image sync) fail like RMA answers; the archive's CCF
+    volumes like grid files.
+    """
+    if path.startswith(("/api/v2/data/", *sync_services.PREFIXES)):
         return "rma"
+    if path.startswith(ccf_volumes.ARCHIVE_PREFIX + "/"):
+        return "grid"
     if path.startswith("/api/v2/") and "_download/" in path:
         return "image"
     if path.startswith("/grid_data/"):
@@ -197,6 +205,11 @@ def resolve(
 ) -> Reply:
     """The fault-free reply for a decoded path and query."""
     kind = route_kind(path)
+    if (service := sync_services.answer(catalogue, path, query)) is not None:
+        return _json(service[1], service[0])
+    if path.startswith(ccf_volumes.ARCHIVE_PREFIX + "/"):
+        volume = ccf_volumes.archive_file(path)
+        return _text(404, "Not Found") if volume is None else Reply(200, NRRD, volume)
     if kind == "rma":
         return _rma(catalogue, path, query, overstate_total_rows)
     try:
