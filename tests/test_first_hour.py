@@ -73,3 +73,22 @@ def test_a_dry_run_writes_nothing_and_leaves_out_what_is_done(
         "100141599",
         "manifest.sqlite",
     ]
+
+
+def test_a_mistyped_option_suggests_the_closest_first(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "mirror", "--datset", "100141599")
+    assert result.code == 2
+    assert result.err.startswith(
+        "allen-mirror: error: No such option: --datset (did you mean --dataset"
+    )
+
+
+def test_numeric_options_say_their_type_in_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    help_text = " ".join(run_cli(capsys, "mirror", "--help").out.split())
+    for option, kind in (
+        ("--concurrency", "INTEGER"),
+        ("--rate", "FLOAT"),
+        ("--downsample", "INTEGER"),
+    ):
+        assert f"{option} {kind}" in help_text
+    assert "Examples:" in help_text

@@ -7,6 +7,7 @@ Anything a user can cause ends in one line on stderr, never a traceback.
 
 from __future__ import annotations
 
+import difflib
 import signal
 import sys
 
@@ -39,6 +40,14 @@ def _describe(exc: BaseException) -> str:
     return str(exc)
 
 
+def no_such_option(exc: click.NoSuchOption) -> str:
+    """Click lists close option names alphabetically; the closest one first helps more."""
+    closest = difflib.get_close_matches(exc.option_name, exc.possibilities or [], n=3, cutoff=0.6)
+    if not closest:
+        return f"No such option: {exc.option_name}"
+    return f"No such option: {exc.option_name} (did you mean {' or '.join(closest)}?)"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``allen-mirror`` and ``python -m crawler``; returns the exit code."""
     try:
@@ -48,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(done.exit_code)
     except click.exceptions.NoArgsIsHelpError as exc:
         click.echo(exc.ctx.get_help() if exc.ctx else str(exc), err=True)
+        return EXIT_USAGE
+    except click.NoSuchOption as exc:
+        sys.stderr.write(f"allen-mirror: error: {no_such_option(exc)}\n")
         return EXIT_USAGE
     except click.UsageError as exc:
         message = exc.format_message().replace("\n", " ")

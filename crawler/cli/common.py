@@ -107,7 +107,9 @@ def selection_options(function: F) -> F:
             "--range",
             help="Colour window: auto | none | rl,ru,gl,gu,bl,bu (0-4095) [default: auto].",
         ),
-        click.option("--tile", help="Fetch images as T x T tier-pixel tiles [default: 0 = whole]."),
+        click.option(
+            "--tile", type=int, help="Fetch images as T x T tier-pixel tiles [default: 0 = whole]."
+        ),
         click.option(
             "--with",
             "extras",
@@ -121,10 +123,12 @@ def selection_options(function: F) -> F:
         ),
         click.option(
             "--grid-resolution",
+            type=int,
             help="Projection grid resolution: 10, 25, 50, 100 µm [default: 25].",
         ),
         click.option(
             "--ccf-resolution",
+            type=int,
             help="CCF annotation/template resolution: 10, 25, 50, 100 µm [default: 25].",
         ),
         click.option(
@@ -136,12 +140,16 @@ def selection_options(function: F) -> F:
             "--api-base",
             help="API base URL [default: http://api.brain-map.org; env ALLEN_API_BASE].",
         ),
-        click.option("--downsample", help="Tier: halve each side N times [default: 4]."),
-        click.option("--quality", help="JPEG quality 0-100 [default: the server's]."),
-        click.option("--concurrency", help="Requests in flight [default: 8]."),
-        click.option("--rate", help="Max requests per second, 0 = no cap [default: 0]."),
-        click.option("--retries", help="Retries per request [default: 5]."),
-        click.option("--timeout", help="Connect and idle-read timeout in seconds [default: 30]."),
+        click.option("--downsample", type=int, help="Tier: halve each side N times [default: 4]."),
+        click.option("--quality", type=int, help="JPEG quality 0-100 [default: the server's]."),
+        click.option("--concurrency", type=int, help="Requests in flight [default: 8]."),
+        click.option(
+            "--rate", type=float, help="Max requests per second, 0 = no cap [default: 0]."
+        ),
+        click.option("--retries", type=int, help="Retries per request [default: 5]."),
+        click.option(
+            "--timeout", type=float, help="Connect and idle-read timeout in seconds [default: 30]."
+        ),
         click.option(
             "--include-failed",
             is_flag=True,

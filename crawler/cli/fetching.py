@@ -129,10 +129,14 @@ def plan(**options: Any) -> None:
 @click.option(
     "--api-base", help="API base URL [default: http://api.brain-map.org; env ALLEN_API_BASE]."
 )
-@click.option("--concurrency", help="Requests in flight in this worker [default: 8].")
-@click.option("--rate", help="Max requests per second of all workers together, 0 = no cap.")
-@click.option("--retries", help="Retries per request [default: 5].")
-@click.option("--timeout", help="Connect and idle-read timeout in seconds [default: 30].")
+@click.option("--concurrency", type=int, help="Requests in flight in this worker [default: 8].")
+@click.option(
+    "--rate", type=float, help="Max requests per second of all workers together, 0 = no cap."
+)
+@click.option("--retries", type=int, help="Retries per request [default: 5].")
+@click.option(
+    "--timeout", type=float, help="Connect and idle-read timeout in seconds [default: 30]."
+)
 @click.option("--follow", is_flag=True, help="Keep polling for new items until a signal.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--log-format", help="console | json [default: console on a TTY, else json].")

@@ -19,7 +19,7 @@ from crawler.errors import UsageError
 @report_option
 @click.option("--repair", is_flag=True, help="Re-download missing and corrupt files.")
 @click.option("--api-base", help="API base URL for --repair [default: http://api.brain-map.org].")
-@click.option("--concurrency", help="Requests in flight for --repair [default: 8].")
+@click.option("--concurrency", type=int, help="Requests in flight for --repair [default: 8].")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--log-format", help="console | json.")
 def verify(
@@ -29,7 +29,7 @@ def verify(
     report_file: Path | None,
     repair: bool,
     api_base: str | None,
-    concurrency: str | None,
+    concurrency: int | None,
     no_progress: bool,
     log_format: str | None,
 ) -> None:
