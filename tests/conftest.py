@@ -6,14 +6,21 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from crawler.cli import main
-from crawler.simulator import Catalogue, SimulatorConfig, ThreadedSimulator, serve_in_thread
+from crawler.simulator import (
+    Catalogue,
+    Simulator,
+    SimulatorConfig,
+    ThreadedSimulator,
+    serve_in_thread,
+)
 from tests.pg import pg_url, postgres_server  # noqa: F401  (the PostgreSQL fixtures)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,3 +102,34 @@ def ls_rows(capsys: pytest.CaptureFixture[str], out: Path, *extra: str) -> list[
 
 def image_requests(sim: ThreadedSimulator) -> int:
     return int(sim.counters.by_route.get("image", 0))
+
+
+# -- the simulator in the test's own event loop, for tests that speak HTTP to it directly ----
+
+
+@pytest.fixture
+def catalogue() -> Catalogue:
+    """The catalogue ``served`` serves; modules that need another shape override this."""
+    return small_catalogue()
+
+
+@pytest.fixture
+def simulator_config() -> SimulatorConfig:
+    """How ``served`` behaves (latency, faults); overridden where a module needs faults."""
+    return SimulatorConfig()
+
+
+@pytest.fixture
+async def served(
+    catalogue: Catalogue, simulator_config: SimulatorConfig
+) -> AsyncIterator[Simulator]:
+    """The simulator serving ``catalogue`` in this test's event loop."""
+    async with Simulator(catalogue, simulator_config) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session for talking to ``served`` directly."""
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        yield session

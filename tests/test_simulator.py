@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -35,13 +34,12 @@ def small() -> Catalogue:
     )
 
 
-@pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
-    async with Simulator(small()) as simulator:
-        yield simulator
-
-
 # -- catalogue -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def catalogue() -> Catalogue:
+    return small()
 
 
 @pytest.fixture(scope="module")
@@ -127,37 +125,41 @@ def test_a_benchmark_catalogue_builds_quickly() -> None:
 # -- mutations -------------------------------------------------------------------------------
 
 
-async def test_added_section_is_listed_and_downloadable(sim: Simulator) -> None:
-    image = sim.catalogue.add_section(100141599)
+async def test_added_section_is_listed_and_downloadable(served: Simulator) -> None:
+    image = served.catalogue.add_section(100141599)
     stages = (
         "model::SectionImage,rma::criteria,[data_set_id$eq100141599],rma::options[num_rows$eq'all']"
     )
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{sim.base_url}/api/v2/data/query.json?q={stages}") as response:
+        async with http.get(f"{served.base_url}/api/v2/data/query.json?q={stages}") as response:
             listed = [row["id"] for row in (await response.json())["msg"]]
         path = f"/api/v2/section_image_download/{image['id']}?downsample=2"
-        async with http.get(sim.base_url + path) as response:
+        async with http.get(served.base_url + path) as response:
             assert response.status == 200
-            assert await response.read() == expected_bytes(sim.catalogue, path)
+            assert await response.read() == expected_bytes(served.catalogue, path)
     assert image["id"] in listed and len(listed) == 4 and image["section_number"] == 4
 
 
-async def test_removed_section_disappears(sim: Simulator) -> None:
-    sim.catalogue.remove_section(102146167)
+async def test_removed_section_disappears(served: Simulator) -> None:
+    served.catalogue.remove_section(102146167)
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{sim.base_url}/api/v2/data/SectionImage/102146167.json") as response:
+        async with http.get(
+            f"{served.base_url}/api/v2/data/SectionImage/102146167.json"
+        ) as response:
             assert (await response.json())["msg"] == []
-        async with http.get(f"{sim.base_url}/api/v2/section_image_download/102146167") as response:
+        async with http.get(
+            f"{served.base_url}/api/v2/section_image_download/102146167"
+        ) as response:
             assert response.status == 404
 
 
-async def test_changed_image_serves_new_bytes(sim: Simulator) -> None:
+async def test_changed_image_serves_new_bytes(served: Simulator) -> None:
     path = "/api/v2/section_image_download/102146167?downsample=3"
-    before = expected_bytes(sim.catalogue, path)
-    assert sim.catalogue.change_image(102146167) == 1
-    async with aiohttp.ClientSession() as http, http.get(sim.base_url + path) as response:
+    before = expected_bytes(served.catalogue, path)
+    assert served.catalogue.change_image(102146167) == 1
+    async with aiohttp.ClientSession() as http, http.get(served.base_url + path) as response:
         after = await response.read()
-    assert after != before and after == expected_bytes(sim.catalogue, path)
+    assert after != before and after == expected_bytes(served.catalogue, path)
 
 
 # -- lifecycle -------------------------------------------------------------------------------
@@ -166,17 +168,17 @@ async def test_changed_image_serves_new_bytes(sim: Simulator) -> None:
 async def test_base_url_and_clean_shutdown_with_a_stalled_request() -> None:
     config = SimulatorConfig(fault_rate=1.0, fault_kinds=frozenset({"stall"}), stall_seconds=60)
     started = time.monotonic()
-    async with Simulator(small(), config) as sim:
-        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", sim.base_url)
+    async with Simulator(small(), config) as served:
+        assert re.fullmatch(r"http://127\.0\.0\.1:\d+", served.base_url)
         async with (
             aiohttp.ClientSession() as http,
-            http.get(sim.base_url + "/api/v2/section_image_download/102146167") as response,
+            http.get(served.base_url + "/api/v2/section_image_download/102146167") as response,
         ):
             assert response.status == 200
             read = asyncio.ensure_future(response.read())
             await asyncio.sleep(0.1)
-            assert sim.counters.in_flight == 1
-            await sim.stop()  # cancels the stalled handler instead of waiting 60 s
+            assert served.counters.in_flight == 1
+            await served.stop()  # cancels the stalled handler instead of waiting 60 s
             with pytest.raises(aiohttp.ClientPayloadError):
                 await read
     assert time.monotonic() - started < 5

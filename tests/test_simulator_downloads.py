@@ -6,7 +6,6 @@ import gzip
 import io
 import math
 import zipfile
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -29,28 +28,18 @@ def catalogue() -> Catalogue:
     )
 
 
-@pytest.fixture
-async def sim(catalogue: Catalogue) -> AsyncIterator[Simulator]:
-    async with Simulator(catalogue) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        yield session
-
-
-async def get(http: aiohttp.ClientSession, sim: Simulator, path: str) -> tuple[int, str, bytes]:
-    async with http.get(sim.base_url + path) as response:
+async def get(http: aiohttp.ClientSession, served: Simulator, path: str) -> tuple[int, str, bytes]:
+    async with http.get(served.base_url + path) as response:
         body = await response.read()
         if response.status == 200 and response.content_type != "text/html":
             assert response.headers["Content-Length"] == str(len(body))
         return response.status, response.content_type, body
 
 
-async def jpeg(http: aiohttp.ClientSession, sim: Simulator, path: str) -> tuple[bytes, Image.Image]:
-    status, content_type, body = await get(http, sim, path)
+async def jpeg(
+    http: aiohttp.ClientSession, served: Simulator, path: str
+) -> tuple[bytes, Image.Image]:
+    status, content_type, body = await get(http, served, path)
     assert (status, content_type) == (200, "image/jpeg"), body[:200]
     assert body[:2] == b"\xff\xd8" and body[-2:] == b"\xff\xd9"
     image = Image.open(io.BytesIO(body))
@@ -66,40 +55,42 @@ def record(catalogue: Catalogue, image_id: int) -> dict[str, Any]:
 
 @pytest.mark.parametrize("downsample", [0, 1, 2, 3])
 async def test_whole_image_size_follows_downsample(
-    sim: Simulator, http: aiohttp.ClientSession, catalogue: Catalogue, downsample: int
+    served: Simulator, http: aiohttp.ClientSession, catalogue: Catalogue, downsample: int
 ) -> None:
     rec = record(catalogue, CONN_IMAGE)
     _, image = await jpeg(
-        http, sim, f"/api/v2/section_image_download/{CONN_IMAGE}?downsample={downsample}"
+        http, served, f"/api/v2/section_image_download/{CONN_IMAGE}?downsample={downsample}"
     )
     scale = 2**downsample
     assert image.size == (math.ceil(rec["width"] / scale), math.ceil(rec["height"] / scale))
 
 
 async def test_region_size_and_clipping_at_every_edge(
-    sim: Simulator, http: aiohttp.ClientSession, catalogue: Catalogue
+    served: Simulator, http: aiohttp.ClientSession, catalogue: Catalogue
 ) -> None:
     rec = record(catalogue, CONN_IMAGE)
     x, y, w, h, d = rec["x"], rec["y"], rec["width"], rec["height"], 2
     base = f"/api/v2/section_image_download/{CONN_IMAGE}?downsample={d}"
-    _, inside = await jpeg(http, sim, f"{base}&left={x + 8}&top={y + 8}&width=30&height=20")
+    _, inside = await jpeg(http, served, f"{base}&left={x + 8}&top={y + 8}&width=30&height=20")
     assert inside.size == (30, 20)
     right, bottom = x + w - 10 * 4, y + h - 6 * 4
-    _, edge = await jpeg(http, sim, f"{base}&left={right}&top={bottom}&width=64&height=64")
+    _, edge = await jpeg(http, served, f"{base}&left={right}&top={bottom}&width=64&height=64")
     assert edge.size == (10, 6)
-    _, before = await jpeg(http, sim, f"{base}&left={x - 40}&top={y}&width=20&height=5")
+    _, before = await jpeg(http, served, f"{base}&left={x - 40}&top={y}&width=20&height=5")
     assert before.size == (10, 5)  # 40 of its 80 full-resolution columns lie left of the image
-    _, default_size = await jpeg(http, sim, f"{base}&left={x + w - 4 * 4}&top={y}&height=3")
+    _, default_size = await jpeg(http, served, f"{base}&left={x + w - 4 * 4}&top={y}&height=3")
     assert default_size.size == (4, 3)
 
 
 async def test_tiles_stitch_into_the_whole_tier(
-    sim: Simulator, http: aiohttp.ClientSession, catalogue: Catalogue
+    served: Simulator, http: aiohttp.ClientSession, catalogue: Catalogue
 ) -> None:
     rec = record(catalogue, CONN_IMAGE)
     d, tile = 2, 64
     scale = 2**d
-    _, whole = await jpeg(http, sim, f"/api/v2/section_image_download/{CONN_IMAGE}?downsample={d}")
+    _, whole = await jpeg(
+        http, served, f"/api/v2/section_image_download/{CONN_IMAGE}?downsample={d}"
+    )
     stitched = Image.new("RGB", whole.size)
     for row in range(math.ceil(whole.height / tile)):
         for col in range(math.ceil(whole.width / tile)):
@@ -108,7 +99,7 @@ async def test_tiles_stitch_into_the_whole_tier(
                 f"/api/v2/section_image_download/{CONN_IMAGE}?downsample={d}"
                 f"&left={left}&top={top}&width={tile}&height={tile}"
             )
-            _, piece = await jpeg(http, sim, path)
+            _, piece = await jpeg(http, served, path)
             expected = (min(tile, whole.width - col * tile), min(tile, whole.height - row * tile))
             assert piece.size == expected
             stitched.paste(piece, (col * tile, row * tile))
@@ -117,12 +108,12 @@ async def test_tiles_stitch_into_the_whole_tier(
 
 
 async def test_bytes_are_deterministic_and_match_expected_bytes(
-    sim: Simulator, http: aiohttp.ClientSession, catalogue: Catalogue
+    served: Simulator, http: aiohttp.ClientSession, catalogue: Catalogue
 ) -> None:
     path = f"/api/v2/section_image_download/{CONN_IMAGE}?downsample=3&quality=80"
-    first, _ = await jpeg(http, sim, path)
-    second, _ = await jpeg(http, sim, path)
-    alias, _ = await jpeg(http, sim, path.replace("section_image_download", "image_download"))
+    first, _ = await jpeg(http, served, path)
+    second, _ = await jpeg(http, served, path)
+    alias, _ = await jpeg(http, served, path.replace("section_image_download", "image_download"))
     assert first == second == alias == expected_bytes(catalogue, path)
     fresh = Catalogue.build(
         sections_per_dataset=3,
@@ -134,13 +125,15 @@ async def test_bytes_are_deterministic_and_match_expected_bytes(
 
 
 async def test_defaults_equal_explicit_parameters(
-    sim: Simulator, http: aiohttp.ClientSession, catalogue: Catalogue
+    served: Simulator, http: aiohttp.ClientSession, catalogue: Catalogue
 ) -> None:
     rec = record(catalogue, CONN_IMAGE)
-    implicit, _ = await jpeg(http, sim, f"/api/v2/section_image_download/{CONN_IMAGE}?downsample=2")
+    implicit, _ = await jpeg(
+        http, served, f"/api/v2/section_image_download/{CONN_IMAGE}?downsample=2"
+    )
     explicit, _ = await jpeg(
         http,
-        sim,
+        served,
         f"/api/v2/section_image_download/{CONN_IMAGE}?downsample=2&left={rec['x']}&top={rec['y']}"
         f"&width={math.ceil(rec['width'] / 4)}&height={math.ceil(rec['height'] / 4)}"
         "&range=0,923,0,987,0,4095&quality=95",
@@ -148,53 +141,55 @@ async def test_defaults_equal_explicit_parameters(
     assert implicit == explicit
 
 
-async def test_range_and_quality_change_bytes(sim: Simulator, http: aiohttp.ClientSession) -> None:
+async def test_range_and_quality_change_bytes(
+    served: Simulator, http: aiohttp.ClientSession
+) -> None:
     base = f"/api/v2/section_image_download/{CONN_IMAGE}?downsample=3"
-    default, _ = await jpeg(http, sim, base)
-    ranged, _ = await jpeg(http, sim, base + "&range=0,4095,0,4095,0,4095")
-    lower_quality, _ = await jpeg(http, sim, base + "&quality=30")
+    default, _ = await jpeg(http, served, base)
+    ranged, _ = await jpeg(http, served, base + "&range=0,4095,0,4095,0,4095")
+    lower_quality, _ = await jpeg(http, served, base + "&quality=30")
     assert len({default, ranged, lower_quality}) == 3
     assert len(lower_quality) < len(default)
 
 
-async def test_views_render_different_bytes(sim: Simulator, http: aiohttp.ClientSession) -> None:
-    plain, _ = await jpeg(http, sim, f"/api/v2/section_image_download/{CONN_IMAGE}?downsample=3")
+async def test_views_render_different_bytes(served: Simulator, http: aiohttp.ClientSession) -> None:
+    plain, _ = await jpeg(http, served, f"/api/v2/section_image_download/{CONN_IMAGE}?downsample=3")
     projection, _ = await jpeg(
-        http, sim, f"/api/v2/projection_image_download/{CONN_IMAGE}?downsample=3&projection=true"
+        http, served, f"/api/v2/projection_image_download/{CONN_IMAGE}?downsample=3&projection=true"
     )
     by_view, _ = await jpeg(
-        http, sim, f"/api/v2/projection_image_download/{CONN_IMAGE}?downsample=3&view=projection"
+        http, served, f"/api/v2/projection_image_download/{CONN_IMAGE}?downsample=3&view=projection"
     )
     expression, _ = await jpeg(
-        http, sim, f"/api/v2/section_image_download/{ISH_IMAGE}?downsample=2&view=expression"
+        http, served, f"/api/v2/section_image_download/{ISH_IMAGE}?downsample=2&view=expression"
     )
     expression_flag, _ = await jpeg(
-        http, sim, f"/api/v2/section_image_download/{ISH_IMAGE}?downsample=2&expression=true"
+        http, served, f"/api/v2/section_image_download/{ISH_IMAGE}?downsample=2&expression=true"
     )
-    ish, _ = await jpeg(http, sim, f"/api/v2/section_image_download/{ISH_IMAGE}?downsample=2")
+    ish, _ = await jpeg(http, served, f"/api/v2/section_image_download/{ISH_IMAGE}?downsample=2")
     annotation, _ = await jpeg(
         http,
-        sim,
+        served,
         f"/api/v2/atlas_image_download/{ATLAS_IMAGE}?downsample=2&annotation=true&atlas=1",
     )
     nissl, _ = await jpeg(
-        http, sim, f"/api/v2/atlas_image_download/{ATLAS_IMAGE}?downsample=2&atlas=1"
+        http, served, f"/api/v2/atlas_image_download/{ATLAS_IMAGE}?downsample=2&atlas=1"
     )
     assert projection == by_view and expression == expression_flag
     assert len({plain, projection, expression, ish, annotation, nissl}) == 6
 
 
 async def test_tile_server_serves_identical_bytes(
-    sim: Simulator, http: aiohttp.ClientSession, catalogue: Catalogue
+    served: Simulator, http: aiohttp.ClientSession, catalogue: Catalogue
 ) -> None:
     rec = record(catalogue, CONN_IMAGE)
     query = "downsample=2&left={}&top={}&width=50&height=40".format(rec["x"], rec["y"])
-    download, _ = await jpeg(http, sim, f"/api/v2/section_image_download/{CONN_IMAGE}?{query}")
-    tiles, _ = await jpeg(http, sim, f"/cgi-bin/imageservice?path={rec['path']}&{query}")
+    download, _ = await jpeg(http, served, f"/api/v2/section_image_download/{CONN_IMAGE}?{query}")
+    tiles, _ = await jpeg(http, served, f"/cgi-bin/imageservice?path={rec['path']}&{query}")
     assert tiles == download
     ish = record(catalogue, ISH_IMAGE)
     mask, _ = await jpeg(
-        http, sim, f"/cgi-bin/imageservice?path={ish['expression_path']}&downsample=2"
+        http, served, f"/cgi-bin/imageservice?path={ish['expression_path']}&downsample=2"
     )
     assert mask == expected_bytes(
         catalogue, f"/api/v2/section_image_download/{ISH_IMAGE}?downsample=2&view=expression"
@@ -221,9 +216,9 @@ async def test_tile_server_serves_identical_bytes(
     ],
 )
 async def test_invalid_requests_are_errors_not_jpegs(
-    sim: Simulator, http: aiohttp.ClientSession, path: str, status: int
+    served: Simulator, http: aiohttp.ClientSession, path: str, status: int
 ) -> None:
-    got, content_type, body = await get(http, sim, path)
+    got, content_type, body = await get(http, served, path)
     assert got == status and content_type != "image/jpeg" and not body.startswith(b"\xff\xd8")
 
 
@@ -232,10 +227,10 @@ async def test_invalid_requests_are_errors_not_jpegs(
 
 @pytest.mark.parametrize("resolution", [25, 100])
 async def test_projection_grid_is_a_gzip_nrrd(
-    sim: Simulator, http: aiohttp.ClientSession, resolution: int
+    served: Simulator, http: aiohttp.ClientSession, resolution: int
 ) -> None:
     path = f"/grid_data/download_file/126862385?image=projection_density&resolution={resolution}"
-    async with http.get(sim.base_url + path) as response:
+    async with http.get(served.base_url + path) as response:
         assert response.status == 200 and response.content_type == "application/octet-stream"
         assert "filename=" in response.headers["Content-Disposition"]
         body = await response.read()
@@ -250,26 +245,26 @@ async def test_projection_grid_is_a_gzip_nrrd(
 
 
 async def test_grid_types_differ_and_bad_parameters_fail(
-    sim: Simulator, http: aiohttp.ClientSession
+    served: Simulator, http: aiohttp.ClientSession
 ) -> None:
     base = "/grid_data/download_file/126862385?resolution=50&image="
-    density = await get(http, sim, base + "projection_density")
-    mask = await get(http, sim, base + "data_mask")
+    density = await get(http, served, base + "projection_density")
+    mask = await get(http, served, base + "data_mask")
     assert density[0] == mask[0] == 200 and density[2] != mask[2]
-    assert (await get(http, sim, base + "bogus"))[0] == 400
+    assert (await get(http, served, base + "bogus"))[0] == 400
     assert (
-        await get(http, sim, "/grid_data/download_file/126862385?image=data_mask&resolution=30")
+        await get(http, served, "/grid_data/download_file/126862385?image=data_mask&resolution=30")
     )[0] == 400
-    assert (await get(http, sim, "/grid_data/download_file/1?image=data_mask&resolution=25"))[
+    assert (await get(http, served, "/grid_data/download_file/1?image=data_mask&resolution=25"))[
         0
     ] == 404
 
 
 async def test_expression_grid_is_a_zip_of_mhd_and_raw(
-    sim: Simulator, http: aiohttp.ClientSession
+    served: Simulator, http: aiohttp.ClientSession
 ) -> None:
     status, content_type, body = await get(
-        http, sim, "/grid_data/download/69782969?include=energy,density,intensity"
+        http, served, "/grid_data/download/69782969?include=energy,density,intensity"
     )
     assert (status, content_type) == (200, "application/zip")
     with zipfile.ZipFile(io.BytesIO(body)) as archive:
@@ -280,4 +275,4 @@ async def test_expression_grid_is_a_zip_of_mhd_and_raw(
         header = archive.read("energy.mhd").decode()
         sizes = [int(n) for n in header.split("DimSize = ")[1].splitlines()[0].split()]
         assert len(archive.read("energy.raw")) == 4 * math.prod(sizes)
-    assert (await get(http, sim, "/grid_data/download/69782969?include=colour"))[0] == 400
+    assert (await get(http, served, "/grid_data/download/69782969?include=colour"))[0] == 400

@@ -33,9 +33,8 @@ def catalogue() -> Catalogue:
 
 
 @pytest.fixture
-async def sim(catalogue: Catalogue) -> AsyncIterator[Simulator]:
-    async with Simulator(catalogue, SimulatorConfig(stall_seconds=5.0)) as simulator:
-        yield simulator
+def simulator_config() -> SimulatorConfig:
+    return SimulatorConfig(stall_seconds=5.0)
 
 
 @pytest.fixture
@@ -45,16 +44,16 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-def only(sim: Simulator, kind: str) -> None:
-    sim.set_faults(fault_rate=1.0, fault_kinds={kind})
+def only(served: Simulator, kind: str) -> None:
+    served.set_faults(fault_rate=1.0, fault_kinds={kind})
 
 
-async def wait_idle(sim: Simulator) -> None:
+async def wait_idle(served: Simulator) -> None:
     for _ in range(200):
-        if sim.counters.in_flight == 0:
+        if served.counters.in_flight == 0:
             return
         await asyncio.sleep(0.01)
-    raise AssertionError(f"{sim.counters.in_flight} requests still in flight")
+    raise AssertionError(f"{served.counters.in_flight} requests still in flight")
 
 
 @pytest.mark.parametrize(
@@ -68,84 +67,86 @@ async def wait_idle(sim: Simulator) -> None:
 )
 @pytest.mark.parametrize("path", [IMAGE_PATH, RMA_PATH, GRID_PATH])
 async def test_http_error_faults(
-    sim: Simulator,
+    served: Simulator,
     http: aiohttp.ClientSession,
     kind: str,
     status: int,
     retry_after: str | None,
     path: str,
 ) -> None:
-    only(sim, kind)
-    async with http.get(sim.base_url + path) as response:
+    only(served, kind)
+    async with http.get(served.base_url + path) as response:
         assert response.status == status
         assert response.headers.get("Retry-After") == retry_after
         assert response.content_type == "text/html"
-    assert sim.counters.faults == {kind: 1}
+    assert served.counters.faults == {kind: 1}
 
 
 @pytest.mark.parametrize("path", [IMAGE_PATH, RMA_PATH, GRID_PATH])
 async def test_reset_closes_without_a_response(
-    sim: Simulator, http: aiohttp.ClientSession, path: str
+    served: Simulator, http: aiohttp.ClientSession, path: str
 ) -> None:
-    only(sim, "reset")
+    only(served, "reset")
     with pytest.raises(aiohttp.ClientConnectionError):
-        async with http.get(sim.base_url + path) as response:
+        async with http.get(served.base_url + path) as response:
             await response.read()
-    assert sim.counters.faults["reset"] >= 1
-    await wait_idle(sim)
+    assert served.counters.faults["reset"] >= 1
+    await wait_idle(served)
 
 
 @pytest.mark.parametrize("path", [IMAGE_PATH, RMA_PATH, GRID_PATH])
 async def test_truncated_body_fails_the_read(
-    sim: Simulator, http: aiohttp.ClientSession, path: str
+    served: Simulator, http: aiohttp.ClientSession, path: str
 ) -> None:
-    only(sim, "truncated")
-    async with http.get(sim.base_url + path) as response:
+    only(served, "truncated")
+    async with http.get(served.base_url + path) as response:
         assert response.status == 200
-        assert int(response.headers["Content-Length"]) == len(expected_bytes(sim.catalogue, path))
+        assert int(response.headers["Content-Length"]) == len(
+            expected_bytes(served.catalogue, path)
+        )
         with pytest.raises(aiohttp.ClientPayloadError):
             await response.read()
 
 
 async def test_stall_trips_the_client_read_timeout_and_is_released(
-    sim: Simulator,
+    served: Simulator,
 ) -> None:
-    only(sim, "stall")
+    only(served, "stall")
     timeout = aiohttp.ClientTimeout(total=10, sock_read=0.3)
     started = time.monotonic()
     async with aiohttp.ClientSession(timeout=timeout) as http:
-        async with http.get(sim.base_url + IMAGE_PATH) as response:
+        async with http.get(served.base_url + IMAGE_PATH) as response:
             assert response.status == 200
             with pytest.raises(aiohttp.ServerTimeoutError):
                 await response.read()
-        assert sim.counters.in_flight == 1  # the stalled handler is still on the server
-    await wait_idle(sim)  # the client hung up: the server cancels the stalled handler
+        assert served.counters.in_flight == 1  # the stalled handler is still on the server
+    await wait_idle(served)  # the client hung up: the server cancels the stalled handler
     assert time.monotonic() - started < 3
-    assert sim.counters.faults == {"stall": 1}
+    assert served.counters.faults == {"stall": 1}
 
 
-async def test_stall_finishes_if_the_client_waits(sim: Simulator) -> None:
-    sim.set_faults(fault_rate=1.0, fault_kinds={"stall"}, stall_seconds=0.2)
-    async with aiohttp.ClientSession() as http, http.get(sim.base_url + IMAGE_PATH) as response:
-        assert await response.read() == expected_bytes(sim.catalogue, IMAGE_PATH)
+async def test_stall_finishes_if_the_client_waits(served: Simulator) -> None:
+    served.set_faults(fault_rate=1.0, fault_kinds={"stall"}, stall_seconds=0.2)
+    async with aiohttp.ClientSession() as http, http.get(served.base_url + IMAGE_PATH) as response:
+        assert await response.read() == expected_bytes(served.catalogue, IMAGE_PATH)
 
 
 @pytest.mark.parametrize("path", [IMAGE_PATH, RMA_PATH])
 async def test_html_outage_is_a_200_html_page(
-    sim: Simulator, http: aiohttp.ClientSession, path: str
+    served: Simulator, http: aiohttp.ClientSession, path: str
 ) -> None:
-    only(sim, "html_outage")
-    async with http.get(sim.base_url + path) as response:
+    only(served, "html_outage")
+    async with http.get(served.base_url + path) as response:
         assert response.status == 200 and response.content_type == "text/html"
         assert "unavailable" in await response.text()
 
 
-async def test_malformed_json_is_cut_short(sim: Simulator, http: aiohttp.ClientSession) -> None:
-    only(sim, "malformed_json")
-    async with http.get(sim.base_url + RMA_PATH) as response:
+async def test_malformed_json_is_cut_short(served: Simulator, http: aiohttp.ClientSession) -> None:
+    only(served, "malformed_json")
+    async with http.get(served.base_url + RMA_PATH) as response:
         assert response.status == 200 and response.content_type == "application/json"
         body = await response.read()
-    assert body and expected_bytes(sim.catalogue, RMA_PATH).startswith(body)
+    assert body and expected_bytes(served.catalogue, RMA_PATH).startswith(body)
     with pytest.raises(json.JSONDecodeError):
         json.loads(body)
 
@@ -154,31 +155,31 @@ async def test_malformed_json_is_cut_short(sim: Simulator, http: aiohttp.ClientS
     ("path", "content_type"), [(IMAGE_PATH, "image/jpeg"), (RMA_PATH, "application/json")]
 )
 async def test_empty_body(
-    sim: Simulator, http: aiohttp.ClientSession, path: str, content_type: str
+    served: Simulator, http: aiohttp.ClientSession, path: str, content_type: str
 ) -> None:
-    only(sim, "empty_body")
-    async with http.get(sim.base_url + path) as response:
+    only(served, "empty_body")
+    async with http.get(served.base_url + path) as response:
         assert (response.status, response.content_type) == (200, content_type)
         assert await response.read() == b""
 
 
 async def test_redirect_to_tile_server_yields_identical_bytes(
-    sim: Simulator, http: aiohttp.ClientSession
+    served: Simulator, http: aiohttp.ClientSession
 ) -> None:
-    only(sim, "redirect")
-    async with http.get(sim.base_url + IMAGE_PATH, allow_redirects=False) as response:
+    only(served, "redirect")
+    async with http.get(served.base_url + IMAGE_PATH, allow_redirects=False) as response:
         assert response.status == 302
         location = response.headers["Location"]
     assert "/cgi-bin/imageservice?path=" in location and "downsample=3" in location
-    async with http.get(sim.base_url + IMAGE_PATH) as response:
+    async with http.get(served.base_url + IMAGE_PATH) as response:
         assert response.status == 200 and len(response.history) == 1
-        assert await response.read() == expected_bytes(sim.catalogue, IMAGE_PATH)
-    assert sim.counters.by_route["redirect"] == 1  # the tile server itself does not redirect
+        assert await response.read() == expected_bytes(served.catalogue, IMAGE_PATH)
+    assert served.counters.by_route["redirect"] == 1  # the tile server itself does not redirect
 
 
-async def test_corrupt_jpeg_does_not_decode(sim: Simulator, http: aiohttp.ClientSession) -> None:
-    only(sim, "corrupt_jpeg")
-    async with http.get(sim.base_url + IMAGE_PATH) as response:
+async def test_corrupt_jpeg_does_not_decode(served: Simulator, http: aiohttp.ClientSession) -> None:
+    only(served, "corrupt_jpeg")
+    async with http.get(served.base_url + IMAGE_PATH) as response:
         assert (response.status, response.content_type) == (200, "image/jpeg")
         body = await response.read()
     assert body.startswith(b"\xff\xd8") and not body.endswith(b"\xff\xd9")
@@ -187,20 +188,20 @@ async def test_corrupt_jpeg_does_not_decode(sim: Simulator, http: aiohttp.Client
 
 
 async def test_faults_only_where_they_make_sense(
-    sim: Simulator, http: aiohttp.ClientSession
+    served: Simulator, http: aiohttp.ClientSession
 ) -> None:
-    only(sim, "malformed_json")
-    async with http.get(sim.base_url + IMAGE_PATH) as response:
-        assert await response.read() == expected_bytes(sim.catalogue, IMAGE_PATH)
-    only(sim, "corrupt_jpeg")
-    async with http.get(sim.base_url + RMA_PATH) as response:
+    only(served, "malformed_json")
+    async with http.get(served.base_url + IMAGE_PATH) as response:
+        assert await response.read() == expected_bytes(served.catalogue, IMAGE_PATH)
+    only(served, "corrupt_jpeg")
+    async with http.get(served.base_url + RMA_PATH) as response:
         assert json.loads(await response.read())["success"] is True
-    assert not sim.counters.faults
+    assert not served.counters.faults
 
 
-async def test_errors_are_never_dressed_up(sim: Simulator, http: aiohttp.ClientSession) -> None:
-    only(sim, "html_outage")
-    async with http.get(sim.base_url + "/api/v2/section_image_download/1") as response:
+async def test_errors_are_never_dressed_up(served: Simulator, http: aiohttp.ClientSession) -> None:
+    only(served, "html_outage")
+    async with http.get(served.base_url + "/api/v2/section_image_download/1") as response:
         assert response.status == 404
 
 
@@ -211,43 +212,45 @@ async def test_permanent_failures_always_fail_that_image(
     catalogue: Catalogue, http: aiohttp.ClientSession, kind: str, status: int
 ) -> None:
     config = SimulatorConfig(permanent_failures={IMAGE: kind})
-    async with Simulator(catalogue, config) as sim:
+    async with Simulator(catalogue, config) as served:
         for path in (IMAGE_PATH, f"/api/v2/image_download/{IMAGE}?downsample=2"):
             for _ in range(3):
-                async with http.get(sim.base_url + path) as response:
+                async with http.get(served.base_url + path) as response:
                     assert response.status == status
                     body = await response.read()
                     if status == 200:
                         assert body != expected_bytes(catalogue, path) and body[-2:] != b"\xff\xd9"
         other = "/api/v2/section_image_download/126862583?downsample=3"
-        async with http.get(sim.base_url + other) as response:
+        async with http.get(served.base_url + other) as response:
             assert await response.read() == expected_bytes(catalogue, other)
-        assert sim.counters.faults == {f"permanent_{kind}": 6}
+        assert served.counters.faults == {f"permanent_{kind}": 6}
 
 
-async def test_fault_rate_changes_at_run_time(sim: Simulator, http: aiohttp.ClientSession) -> None:
-    only(sim, "http_500")
-    async with http.get(sim.base_url + IMAGE_PATH) as response:
+async def test_fault_rate_changes_at_run_time(
+    served: Simulator, http: aiohttp.ClientSession
+) -> None:
+    only(served, "http_500")
+    async with http.get(served.base_url + IMAGE_PATH) as response:
         assert response.status == 500
-    sim.config.fault_rate = 0.0
-    async with http.get(sim.base_url + IMAGE_PATH) as response:
+    served.config.fault_rate = 0.0
+    async with http.get(served.base_url + IMAGE_PATH) as response:
         assert response.status == 200
 
 
 async def test_partial_fault_rate_is_deterministic_per_url_attempt(
-    sim: Simulator, http: aiohttp.ClientSession
+    served: Simulator, http: aiohttp.ClientSession
 ) -> None:
-    sim.set_faults(fault_rate=0.5, fault_kinds={"http_500", "http_503_retry_after"})
+    served.set_faults(fault_rate=0.5, fault_kinds={"http_500", "http_503_retry_after"})
 
     async def statuses() -> list[int]:
         seen = []
         for _ in range(30):
-            async with http.get(sim.base_url + RMA_PATH) as response:
+            async with http.get(served.base_url + RMA_PATH) as response:
                 seen.append(response.status)
         return seen
 
     first = await statuses()
-    sim.counters.reset()
+    served.counters.reset()
     assert await statuses() == first
     assert {200, 500, 503} == set(first)
 
@@ -279,39 +282,39 @@ def test_config_rejects_unknown_names() -> None:
 
 
 async def test_latency_is_added_before_every_response(
-    sim: Simulator, http: aiohttp.ClientSession
+    served: Simulator, http: aiohttp.ClientSession
 ) -> None:
-    sim.config.latency_ms = 150
+    served.config.latency_ms = 150
     started = time.monotonic()
-    async with http.get(sim.base_url + RMA_PATH) as response:
+    async with http.get(served.base_url + RMA_PATH) as response:
         await response.read()
     assert time.monotonic() - started >= 0.15
 
 
 async def test_bytes_per_second_throttles_the_body(
-    sim: Simulator, http: aiohttp.ClientSession
+    served: Simulator, http: aiohttp.ClientSession
 ) -> None:
-    size = len(expected_bytes(sim.catalogue, IMAGE_PATH))
-    sim.config.bytes_per_second = size * 3  # about a third of a second
+    size = len(expected_bytes(served.catalogue, IMAGE_PATH))
+    served.config.bytes_per_second = size * 3  # about a third of a second
     started = time.monotonic()
-    async with http.get(sim.base_url + IMAGE_PATH) as response:
-        assert await response.read() == expected_bytes(sim.catalogue, IMAGE_PATH)
+    async with http.get(served.base_url + IMAGE_PATH) as response:
+        assert await response.read() == expected_bytes(served.catalogue, IMAGE_PATH)
     assert time.monotonic() - started >= 0.25
 
 
 async def test_counters_track_concurrency_routes_urls_and_bytes(
-    sim: Simulator, http: aiohttp.ClientSession
+    served: Simulator, http: aiohttp.ClientSession
 ) -> None:
-    sim.config.latency_ms = 200
+    served.config.latency_ms = 200
     paths = [f"/api/v2/section_image_download/{IMAGE}?downsample={d}" for d in (2, 3, 4)]
     paths += [RMA_PATH, GRID_PATH]
 
     async def fetch(path: str) -> int:
-        async with http.get(sim.base_url + path) as response:
+        async with http.get(served.base_url + path) as response:
             return len(await response.read())
 
     sizes = await asyncio.gather(*(fetch(p) for p in paths))
-    counters = sim.counters
+    counters = served.counters
     assert counters.max_in_flight == len(paths) and counters.in_flight == 0
     assert counters.requests_total == len(paths)
     assert counters.by_route == {"image": 3, "rma": 1, "grid": 1}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -38,15 +37,9 @@ def catalogue() -> Catalogue:
     return Catalogue.build(sections_per_dataset=SECTIONS, extra_connectivity_datasets=6)
 
 
-@pytest.fixture
-async def sim(catalogue: Catalogue) -> AsyncIterator[Simulator]:
-    async with Simulator(catalogue) as simulator:
-        yield simulator
-
-
-async def query(sim: Simulator, stages: str, status: int = 200) -> Any:
+async def query(served: Simulator, stages: str, status: int = 200) -> Any:
     async with aiohttp.ClientSession() as http:
-        url = f"{sim.base_url}/api/v2/data/query.json"
+        url = f"{served.base_url}/api/v2/data/query.json"
         async with http.get(url, params={"criteria": stages}) as response:
             assert response.status == status, await response.text()
             return json.loads(await response.read())
@@ -64,10 +57,10 @@ def test_data_set_and_image_fields_are_exactly_the_live_ones(catalogue: Catalogu
 
 
 async def test_includes_nest_specimen_donor_lines_injections_genes_and_plane(
-    sim: Simulator,
+    served: Simulator,
 ) -> None:
     envelope = await query(
-        sim,
+        served,
         "model::SectionDataSet,rma::criteria,[id$in500000001,69782969],"
         "rma::include,specimen(donor(transgenic_lines)),"
         "specimen(stereotaxic_injections(primary_injection_structure,structures)),"
@@ -102,9 +95,9 @@ async def test_includes_nest_specimen_donor_lines_injections_genes_and_plane(
     ],
 )
 async def test_association_criteria_as_clients_send_them(
-    sim: Simulator, catalogue: Catalogue, criteria: str, expected: str
+    served: Simulator, catalogue: Catalogue, criteria: str, expected: str
 ) -> None:
-    found = ids(await query(sim, f"model::SectionDataSet,rma::criteria,{criteria}"))
+    found = ids(await query(served, f"model::SectionDataSet,rma::criteria,{criteria}"))
     kind, value = expected.split(":")
     wanted = set()
     for record in catalogue.records("SectionDataSet"):
@@ -128,7 +121,7 @@ async def test_association_criteria_as_clients_send_them(
     assert wanted and found == wanted
 
 
-async def test_unknown_attribute_and_association_are_refused_as_live(sim: Simulator) -> None:
+async def test_unknown_attribute_and_association_are_refused_as_live(served: Simulator) -> None:
     for stages, message in [
         (
             "model::SectionDataSet,rma::criteria,[transgenic_line$eq'Sst-IRES-Cre']",
@@ -140,15 +133,15 @@ async def test_unknown_attribute_and_association_are_refused_as_live(sim: Simula
             "Data Access error in query: unknown association 'transgenic_line' for model Donor",
         ),
     ]:
-        envelope = await query(sim, stages, status=500)
+        envelope = await query(served, stages, status=500)
         assert envelope["success"] is False and envelope["msg"] == message
 
 
 async def test_section_images_with_alignment2d_and_the_data_sets_alignment3d(
-    sim: Simulator,
+    served: Simulator,
 ) -> None:
     envelope = await query(
-        sim,
+        served,
         "model::SectionDataSet,rma::criteria,[id$eq100141599],"
         "rma::include,section_images(alignment2d),alignment3d",
     )

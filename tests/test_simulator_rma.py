@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
@@ -35,22 +34,10 @@ def catalogue() -> Catalogue:
     )
 
 
-@pytest.fixture
-async def sim(catalogue: Catalogue) -> AsyncIterator[Simulator]:
-    async with Simulator(catalogue) as simulator:
-        yield simulator
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-        yield session
-
-
 async def fetch(
-    http: aiohttp.ClientSession, sim: Simulator, path: str | URL, status: int = 200
+    http: aiohttp.ClientSession, served: Simulator, path: str | URL, status: int = 200
 ) -> Any:
-    url = path if isinstance(path, URL) else URL(sim.base_url + path)
+    url = path if isinstance(path, URL) else URL(served.base_url + path)
     async with http.get(url) as response:
         assert response.status == status, await response.text()
         assert response.content_type == "application/json"
@@ -150,9 +137,9 @@ SECTION_IMAGES = (
 )
 
 
-async def test_criteria_and_q_forms_agree(sim: Simulator, http: aiohttp.ClientSession) -> None:
-    by_criteria = await fetch(http, sim, stages_url(SECTION_IMAGES))
-    by_q = await fetch(http, sim, stages_url(SECTION_IMAGES, key="q"))
+async def test_criteria_and_q_forms_agree(served: Simulator, http: aiohttp.ClientSession) -> None:
+    by_criteria = await fetch(http, served, stages_url(SECTION_IMAGES))
+    by_q = await fetch(http, served, stages_url(SECTION_IMAGES, key="q"))
     assert by_criteria == by_q
     assert by_criteria["success"] is True and by_criteria["id"] == 0
     assert by_criteria["num_rows"] == SECTIONS == len(by_criteria["msg"])
@@ -162,27 +149,29 @@ async def test_criteria_and_q_forms_agree(sim: Simulator, http: aiohttp.ClientSe
 
 
 async def test_fully_percent_encoded_query_is_decoded(
-    sim: Simulator, http: aiohttp.ClientSession
+    served: Simulator, http: aiohttp.ClientSession
 ) -> None:
-    encoded = URL(f"{sim.base_url}{stages_url(quote(SECTION_IMAGES, safe=''))}", encoded=True)
+    encoded = URL(f"{served.base_url}{stages_url(quote(SECTION_IMAGES, safe=''))}", encoded=True)
     assert "%5B" in str(encoded) and "%27" in str(encoded)
-    assert await fetch(http, sim, encoded) == await fetch(http, sim, stages_url(SECTION_IMAGES))
+    assert await fetch(http, served, encoded) == await fetch(
+        http, served, stages_url(SECTION_IMAGES)
+    )
 
 
 @pytest.mark.parametrize("space", ["+", "%20", " "])
 async def test_spaces_in_values_decode(
-    sim: Simulator, http: aiohttp.ClientSession, space: str
+    served: Simulator, http: aiohttp.ClientSession, space: str
 ) -> None:
     stages = f"model::Product,rma::criteria,[name$eq'Mouse{space}Brain']"
-    raw = f"{sim.base_url}/api/v2/data/query.json?q={stages}"
-    envelope = await fetch(http, sim, URL(raw, encoded=space != " "))
+    raw = f"{served.base_url}/api/v2/data/query.json?q={stages}"
+    envelope = await fetch(http, served, URL(raw, encoded=space != " "))
     assert ids(envelope) == [1]
 
 
-async def test_record_by_id_with_includes(sim: Simulator, http: aiohttp.ClientSession) -> None:
+async def test_record_by_id_with_includes(served: Simulator, http: aiohttp.ClientSession) -> None:
     envelope = await fetch(
         http,
-        sim,
+        served,
         "/api/v2/data/SectionDataSet/100141599.json?include=equalization,products,section_images",
     )
     (record,) = envelope["msg"]
@@ -203,9 +192,9 @@ async def test_record_by_id_with_includes(sim: Simulator, http: aiohttp.ClientSe
 
 
 async def test_unknown_record_is_an_empty_success(
-    sim: Simulator, http: aiohttp.ClientSession
+    served: Simulator, http: aiohttp.ClientSession
 ) -> None:
-    envelope = await fetch(http, sim, "/api/v2/data/SectionDataSet/1.json")
+    envelope = await fetch(http, served, "/api/v2/data/SectionDataSet/1.json")
     assert envelope == {
         "success": True,
         "id": 0,
@@ -217,12 +206,12 @@ async def test_unknown_record_is_an_empty_success(
 
 
 async def test_legacy_query_with_top_level_options(
-    sim: Simulator, http: aiohttp.ClientSession
+    served: Simulator, http: aiohttp.ClientSession
 ) -> None:
-    everything = await fetch(http, sim, stages_url(SECTION_IMAGES))
+    everything = await fetch(http, served, stages_url(SECTION_IMAGES))
     page = await fetch(
         http,
-        sim,
+        served,
         "/api/v2/data/SectionImage/query.json?criteria=[data_set_id$eq100141599]"
         "&num_rows=2&start_row=1&order=id&include=alignment2d",
     )
@@ -234,49 +223,55 @@ async def test_legacy_query_with_top_level_options(
 # -- filters ---------------------------------------------------------------------------------
 
 
-async def rows(http: aiohttp.ClientSession, sim: Simulator, model: str, criteria: str) -> list[int]:
+async def rows(
+    http: aiohttp.ClientSession, served: Simulator, model: str, criteria: str
+) -> list[int]:
     stages = f"model::{model},rma::criteria,{criteria},rma::options[num_rows$eq'all']"
-    return ids(await fetch(http, sim, stages_url(stages)))
+    return ids(await fetch(http, served, stages_url(stages)))
 
 
-async def test_boolean_filters_quoted_or_not(sim: Simulator, http: aiohttp.ClientSession) -> None:
-    quoted = await rows(http, sim, "SectionDataSet", "[failed$eq'true']")
-    bare = await rows(http, sim, "SectionDataSet", "[failed$eqtrue]")
+async def test_boolean_filters_quoted_or_not(
+    served: Simulator, http: aiohttp.ClientSession
+) -> None:
+    quoted = await rows(http, served, "SectionDataSet", "[failed$eq'true']")
+    bare = await rows(http, served, "SectionDataSet", "[failed$eqtrue]")
     assert quoted == bare == [500000001]
-    healthy = await rows(http, sim, "SectionDataSet", "[failed$eq'false']")
+    healthy = await rows(http, served, "SectionDataSet", "[failed$eq'false']")
     assert 500000001 not in healthy and 100141599 in healthy
 
 
 async def test_comparison_and_in_filters(
-    sim: Simulator, http: aiohttp.ClientSession, catalogue: Catalogue
+    served: Simulator, http: aiohttp.ClientSession, catalogue: Catalogue
 ) -> None:
-    assert await rows(http, sim, "Product", "[id$in1,5]") == [1, 5]
-    assert await rows(http, sim, "Product", "[id$ne3]") == [1, 5]
-    assert await rows(http, sim, "Product", "[id$gt1][id$le3]") == [3]
-    failed = await rows(http, sim, "SectionImage", "[data_set_id$eq100141599][failed$eqtrue]")
+    assert await rows(http, served, "Product", "[id$in1,5]") == [1, 5]
+    assert await rows(http, served, "Product", "[id$ne3]") == [1, 5]
+    assert await rows(http, served, "Product", "[id$gt1][id$le3]") == [3]
+    failed = await rows(http, served, "SectionImage", "[data_set_id$eq100141599][failed$eqtrue]")
     assert len(failed) == 1 and catalogue.tables["SectionImage"][failed[0]]["failed"] is True
 
 
-async def test_like_filters_use_star_wildcards(sim: Simulator, http: aiohttp.ClientSession) -> None:
-    assert await rows(http, sim, "Product", "[name$li'Mouse*']") == [1, 5]
-    assert await rows(http, sim, "Product", "[name$li'mouse*']") == []
-    assert await rows(http, sim, "Product", "[name$il'mouse*']") == [1, 5]
-    assert await rows(http, sim, "Product", "[name$il'*connectivity*']") == [5]
+async def test_like_filters_use_star_wildcards(
+    served: Simulator, http: aiohttp.ClientSession
+) -> None:
+    assert await rows(http, served, "Product", "[name$li'Mouse*']") == [1, 5]
+    assert await rows(http, served, "Product", "[name$li'mouse*']") == []
+    assert await rows(http, served, "Product", "[name$il'mouse*']") == [1, 5]
+    assert await rows(http, served, "Product", "[name$il'*connectivity*']") == [5]
     cre = await rows(
-        http, sim, "SectionDataSet", "specimen(donor(transgenic_lines[name$li'*Cre*']))"
+        http, served, "SectionDataSet", "specimen(donor(transgenic_lines[name$li'*Cre*']))"
     )
     assert cre and 100141599 not in cre and 500000001 in cre
 
 
-async def test_product_association_filters(sim: Simulator, http: aiohttp.ClientSession) -> None:
-    connectivity = await rows(http, sim, "SectionDataSet", "products[id$eq5]")
+async def test_product_association_filters(served: Simulator, http: aiohttp.ClientSession) -> None:
+    connectivity = await rows(http, served, "SectionDataSet", "products[id$eq5]")
     assert {100141599, 126862385, 500000001} <= set(connectivity)
     assert len(connectivity) == 3 + 3  # three named + three extra connectivity data sets
-    ish = await rows(http, sim, "SectionDataSet", "products[id$eq1]")
+    ish = await rows(http, served, "SectionDataSet", "products[id$eq1]")
     assert 69782969 in ish and not set(ish) & set(connectivity)
     visp = await rows(
         http,
-        sim,
+        served,
         "SectionDataSet",
         "products[id$eq5],"
         "specimen(stereotaxic_injections(primary_injection_structure[acronym$eq'VISp']))",
@@ -285,55 +280,55 @@ async def test_product_association_filters(sim: Simulator, http: aiohttp.ClientS
 
 
 async def test_atlas_images_by_atlas_ordered_by_section_number(
-    sim: Simulator, http: aiohttp.ClientSession
+    served: Simulator, http: aiohttp.ClientSession
 ) -> None:
     stages = (
         "model::AtlasImage,rma::criteria,atlas_data_set(atlases[id$eq1]),"
         "rma::options[order$eq'sub_images.section_number'][num_rows$eq'all']"
     )
-    envelope = await fetch(http, sim, stages_url(stages))
+    envelope = await fetch(http, served, stages_url(stages))
     assert 100883869 in ids(envelope)
     numbers = [row["section_number"] for row in envelope["msg"]]
     assert numbers == sorted(numbers) and len(numbers) == SECTIONS
 
 
 async def test_nested_association_finds_sibling_sections(
-    sim: Simulator, http: aiohttp.ClientSession
+    served: Simulator, http: aiohttp.ClientSession
 ) -> None:
     siblings = await rows(
-        http, sim, "SectionImage", "section_data_set(section_images[id$in102146167])"
+        http, served, "SectionImage", "section_data_set(section_images[id$in102146167])"
     )
     assert len(siblings) == SECTIONS and 102146167 in siblings
-    same = await rows(http, sim, "SectionImage", "data_set[id$eq100141599]")
+    same = await rows(http, served, "SectionImage", "data_set[id$eq100141599]")
     assert same == siblings
 
 
 async def test_order_descending_differs_from_id_order(
-    sim: Simulator, http: aiohttp.ClientSession
+    served: Simulator, http: aiohttp.ClientSession
 ) -> None:
     base = "model::SectionImage,rma::criteria,[data_set_id$eq69782969],rma::options"
-    by_number = await fetch(http, sim, stages_url(base + "[order$eq'section_number']"))
-    by_id = await fetch(http, sim, stages_url(base + "[order$eq'id']"))
-    descending = await fetch(http, sim, stages_url(base + "[order$eq'section_number$desc']"))
+    by_number = await fetch(http, served, stages_url(base + "[order$eq'section_number']"))
+    by_id = await fetch(http, served, stages_url(base + "[order$eq'id']"))
+    descending = await fetch(http, served, stages_url(base + "[order$eq'section_number$desc']"))
     assert ids(by_number) == list(reversed(ids(by_id)))  # ISH ids fall as sections rise
     assert ids(descending) == ids(by_id)
 
 
-async def test_only_and_except(sim: Simulator, http: aiohttp.ClientSession) -> None:
-    only = await fetch(http, sim, stages_url("model::Product,rma::options[only$eq'id,name']"))
+async def test_only_and_except(served: Simulator, http: aiohttp.ClientSession) -> None:
+    only = await fetch(http, served, stages_url("model::Product,rma::options[only$eq'id,name']"))
     assert all(set(row) == {"id", "name"} for row in only["msg"])
     without = await fetch(
-        http, sim, stages_url("model::Product,rma::options[except$eq'description']")
+        http, served, stages_url("model::Product,rma::options[except$eq'description']")
     )
     assert all("description" not in row and "abbreviation" in row for row in without["msg"])
 
 
-async def test_unionizes_for_one_data_set(sim: Simulator, http: aiohttp.ClientSession) -> None:
+async def test_unionizes_for_one_data_set(served: Simulator, http: aiohttp.ClientSession) -> None:
     stages = (
         "model::ProjectionStructureUnionize,rma::criteria,[section_data_set_id$eq126862385],"
         "rma::options[num_rows$eq'all']"
     )
-    envelope = await fetch(http, sim, stages_url(stages))
+    envelope = await fetch(http, served, stages_url(stages))
     assert envelope["num_rows"] == envelope["total_rows"] > 50
     assert {row["section_data_set_id"] for row in envelope["msg"]} == {126862385}
     assert {row["hemisphere_id"] for row in envelope["msg"]} == {1, 2, 3}
@@ -347,19 +342,19 @@ async def test_unionizes_for_one_data_set(sim: Simulator, http: aiohttp.ClientSe
 UNIONIZES = "model::ProjectionStructureUnionize,rma::criteria,[section_data_set_id$eq100141599]"
 
 
-async def test_default_page_size_is_50(sim: Simulator, http: aiohttp.ClientSession) -> None:
-    envelope = await fetch(http, sim, stages_url(UNIONIZES))
+async def test_default_page_size_is_50(served: Simulator, http: aiohttp.ClientSession) -> None:
+    envelope = await fetch(http, served, stages_url(UNIONIZES))
     assert envelope["num_rows"] == 50 and envelope["total_rows"] > 50
 
 
 async def test_paging_walk_and_empty_page_past_the_end(
-    sim: Simulator, http: aiohttp.ClientSession
+    served: Simulator, http: aiohttp.ClientSession
 ) -> None:
     collected: list[int] = []
     start = 0
     while True:
         options = f",rma::options[num_rows$eq30][start_row$eq{start}][order$eq'id']"
-        page = await fetch(http, sim, stages_url(UNIONIZES + options))
+        page = await fetch(http, served, stages_url(UNIONIZES + options))
         assert page["start_row"] == start
         collected += ids(page)
         start += page["num_rows"]
@@ -367,33 +362,33 @@ async def test_paging_walk_and_empty_page_past_the_end(
             break
     assert len(collected) == len(set(collected)) == page["total_rows"]
     past = await fetch(
-        http, sim, stages_url(UNIONIZES + f",rma::options[start_row$eq{start + 100}]")
+        http, served, stages_url(UNIONIZES + f",rma::options[start_row$eq{start + 100}]")
     )
     assert past["success"] is True and past["msg"] == [] and past["num_rows"] == 0
 
 
 async def test_total_rows_overstates_joined_section_images(
-    sim: Simulator, http: aiohttp.ClientSession
+    served: Simulator, http: aiohttp.ClientSession
 ) -> None:
-    envelope = await fetch(http, sim, stages_url(SECTION_IMAGES))
+    envelope = await fetch(http, served, stages_url(SECTION_IMAGES))
     assert envelope["total_rows"] > envelope["num_rows"] == SECTIONS
-    sim.config.overstate_total_rows = False
-    honest = await fetch(http, sim, stages_url(SECTION_IMAGES))
+    served.config.overstate_total_rows = False
+    honest = await fetch(http, served, stages_url(SECTION_IMAGES))
     assert honest["total_rows"] == SECTIONS and ids(honest) == ids(envelope)
 
 
-async def test_count_false_reports_the_page(sim: Simulator, http: aiohttp.ClientSession) -> None:
+async def test_count_false_reports_the_page(served: Simulator, http: aiohttp.ClientSession) -> None:
     envelope = await fetch(
-        http, sim, stages_url(UNIONIZES + ",rma::options[num_rows$eq10][count$eqfalse]")
+        http, served, stages_url(UNIONIZES + ",rma::options[num_rows$eq10][count$eqfalse]")
     )
     assert envelope["num_rows"] == envelope["total_rows"] == 10
 
 
 async def test_expected_bytes_matches_served_json(
-    sim: Simulator, http: aiohttp.ClientSession, catalogue: Catalogue
+    served: Simulator, http: aiohttp.ClientSession, catalogue: Catalogue
 ) -> None:
     path = stages_url(SECTION_IMAGES)
-    async with http.get(sim.base_url + path) as response:
+    async with http.get(served.base_url + path) as response:
         assert await response.read() == expected_bytes(catalogue, path)
 
 
@@ -435,13 +430,15 @@ async def test_expected_bytes_matches_served_json(
     ],
 )
 async def test_bad_queries_fail_with_success_false(
-    sim: Simulator, http: aiohttp.ClientSession, path: str, fragment: str
+    served: Simulator, http: aiohttp.ClientSession, path: str, fragment: str
 ) -> None:
-    envelope = await fetch(http, sim, path, status=500)
+    envelope = await fetch(http, served, path, status=500)
     assert envelope["success"] is False and envelope["id"] == -1
     assert isinstance(envelope["msg"], str) and fragment in envelope["msg"]
 
 
-async def test_xml_format_is_refused(sim: Simulator, http: aiohttp.ClientSession) -> None:
-    envelope = await fetch(http, sim, "/api/v2/data/query.xml?criteria=model::Product", status=400)
+async def test_xml_format_is_refused(served: Simulator, http: aiohttp.ClientSession) -> None:
+    envelope = await fetch(
+        http, served, "/api/v2/data/query.xml?criteria=model::Product", status=400
+    )
     assert envelope["success"] is False
