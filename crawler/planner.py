@@ -69,8 +69,11 @@ class Planner:
         client: ApiClient,
         report: RunReport,
         on_items: Callable[[], None] = lambda: None,
+        *,
+        run: int | None = None,
     ) -> None:
         self.settings = settings
+        self.run = run  # the runs row that tags what is planned (mirror and sync fetch those)
         self.manifest = manifest
         self.client = client
         self.report = report
@@ -221,7 +224,7 @@ class Planner:
         count = added = 0
         iterator = iter(planned)
         while chunk := list(itertools.islice(iterator, PLAN_CHUNK)):
-            added += await self.manifest.add_items(chunk, self.settings.api_base)
+            added += await self.manifest.add_items(chunk, self.settings.api_base, run=self.run)
             count += len(chunk)
             self.report.estimated_bytes += sum(item.estimate for item in chunk)
             self.on_items()

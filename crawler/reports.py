@@ -99,14 +99,15 @@ async def recorded_run(
     selection: dict[str, Any],
     report: RunReport,
     report_file: str | Path | None,
-) -> AsyncIterator[None]:
-    """Open a runs row, run the body, then write the report and close the row, shielded."""
+) -> AsyncIterator[int]:
+    """Open a runs row, run the body (given the run's id, which tags what it plans), then write
+    the report and close the row, shielded."""
     started = datetime.now(UTC)
     started_clock = time.monotonic()
     run_id = await start_run(manifest, report.command, selection, settings_document(settings))
     error: BaseException | None = None
     try:
-        yield
+        yield run_id
     except BaseException as raised:
         error = raised
         raise

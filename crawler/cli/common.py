@@ -294,8 +294,13 @@ report_option = click.option(
 
 
 def finish(report: Any) -> None:
-    """Summary event, the list of failures, and the exit code of a fetching command."""
+    """Summary event, the list of failures, what other selections left, and the exit code."""
     structlog.get_logger("crawler").info("run.summary", **report.summary())
+    if report.other_pending:
+        sys.stderr.write(
+            f"{report.other_pending} other pending item(s) belong to other selections and were "
+            "not fetched; 'allen-mirror worker' fetches everything pending\n"
+        )
     if report.failures:
         shown = report.failures[:MAX_LISTED_FAILURES]
         sys.stderr.write(f"{report.failed} item(s) failed after their retries:\n")
