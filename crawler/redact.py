@@ -9,6 +9,7 @@ password. URLs are masked where they are stored or shown (``mask_url``); the log
 from __future__ import annotations
 
 import re
+from collections.abc import MutableMapping
 from typing import Any
 
 # scheme://user:password@  (the user is kept, as SQLAlchemy's safe URLs keep it)
@@ -27,7 +28,9 @@ def mask_url(url: str) -> str:
     return mask_text(url)
 
 
-def mask_values(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def mask_values(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     """structlog processor: masks passwords in every string value of an event."""
     for key, value in event.items():
         if isinstance(value, str) and "@" in value:

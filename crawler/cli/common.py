@@ -127,6 +127,7 @@ def selection_options(function: F) -> F:
         click.option("--rate", help="Max requests per second, 0 = no cap [default: 0]."),
         click.option("--retries", help="Retries per request [default: 5]."),
         click.option("--timeout", help="Connect and idle-read timeout in seconds [default: 30]."),
+        *item_limit_options(),
         click.option(
             "--include-failed",
             is_flag=True,
@@ -139,6 +140,19 @@ def selection_options(function: F) -> F:
     for option in reversed(options):
         function = option(function)
     return common_options(function)
+
+
+def item_limit_options() -> list[Callable[[F], F]]:
+    """The caps on one download, shared by every command that fetches."""
+    return [
+        click.option(
+            "--max-item-bytes", help="Fail an item whose body passes N bytes [default: 4 GiB]."
+        ),
+        click.option(
+            "--max-item-seconds",
+            help="Fail a request not complete after N seconds [default: 3600].",
+        ),
+    ]
 
 
 def parse_ids(values: list[str] | None, what: str = "data set") -> tuple[int, ...]:

@@ -93,6 +93,8 @@ def plan(**options: Any) -> None:
 @click.option("--rate", help="Max requests per second of all workers together, 0 = no cap.")
 @click.option("--retries", help="Retries per request [default: 5].")
 @click.option("--timeout", help="Connect and idle-read timeout in seconds [default: 30].")
+@click.option("--max-item-bytes", help="Fail an item whose body passes N bytes [default: 4 GiB].")
+@click.option("--max-item-seconds", help="Fail a request not complete after N s [default: 3600].")
 @click.option("--follow", is_flag=True, help="Keep polling for new items until a signal.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--log-format", help="console | json [default: console on a TTY, else json].")

@@ -99,7 +99,9 @@ def history(
 
 @app.command("ls")
 @common_options
-@click.option("--status", "status", help="Only items of this status: pending|done|failed|removed|superseded.")
+@click.option(
+    "--status", "status", help="Only items of this status: pending|done|failed|removed|superseded."
+)
 @click.option("--format", "fmt", default="jsonl", show_default=True, help="jsonl | table.")
 def ls_command(
     out: Path | None, manifest: str | None, config: Path | None, status: str | None, fmt: str
