@@ -93,7 +93,7 @@ def test_an_endless_rma_page_is_cut_with_one_line_naming_the_query(tmp_path: Pat
                 "--api-base",
                 sim.base_url,
                 *FAST,
-            ],  # fmt: skip
+            ],
             tmp_path / "stderr.log",
         )
     assert code == 1, err
