@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ import structlog
 from crawler import plan, seed
 from crawler.client import ApiClient
 from crawler.config import Settings
+from crawler.errors import DiskFullError, StorageError
 from crawler.localstore import write_atomic
 from crawler.manifest import Manifest
 from crawler.plan import Item, PlanOptions, is_failed
@@ -157,18 +159,19 @@ class Planner:
         )
         self.listed[data_set_id] = {int(i["id"]) for i in all_images}
         images = self._usable(all_images)
-        await seed.save_seed(
-            self.settings.out,
-            seed.DataSetSeed(record=dict(record), images=all_images),
-            fsync=self.settings.fsync,
-        )
+        with metadata_written(root := str(data_set_id)):
+            await seed.save_seed(
+                self.settings.out,
+                seed.DataSetSeed(record=dict(record), images=all_images),
+                fsync=self.settings.fsync,
+            )
         context = plan.data_set_context(record, self.options)
         renderings = plan.section_renderings(self.options, context)
         absent = [k for k in self.options.kinds if not plan.applies(k, context)]
         if absent:
             log.info("plan.kinds_not_applicable", data_set_id=data_set_id, kinds=absent)
-        root = str(data_set_id)
-        await self._write_tile_indexes(root, images, renderings)
+        with metadata_written(root):
+            await self._write_tile_indexes(root, images, renderings)
 
         def generate() -> Iterator[Item]:
             for image in images:
@@ -186,12 +189,14 @@ class Planner:
         for image in target.images:
             self.listed.setdefault(int(image["data_set_id"]), set()).add(int(image["id"]))
         images = self._usable(target.images)
-        await seed.save_atlas_seed(
-            self.settings.out, target.atlas_id, target.images, fsync=self.settings.fsync
-        )
-        renderings = plan.atlas_renderings(target.atlas_id, self.options)
         root = plan.atlas_root(target.atlas_id)
-        await self._write_tile_indexes(root, images, renderings)
+        with metadata_written(root):
+            await seed.save_atlas_seed(
+                self.settings.out, target.atlas_id, target.images, fsync=self.settings.fsync
+            )
+        renderings = plan.atlas_renderings(target.atlas_id, self.options)
+        with metadata_written(root):
+            await self._write_tile_indexes(root, images, renderings)
         planned, added = await self._record(
             item
             for image in images
@@ -231,6 +236,19 @@ class Planner:
         self.report.planned += count
         self.report.new_items += added
         return count, added
+
+
+@contextmanager
+def metadata_written(root: str) -> Iterator[None]:
+    """A data set's metadata (dataset.json, tile indexes) that cannot be written is a warning:
+    its items are still planned and fail one by one with the same reason, while the rest of the
+    run goes on. A full disk still stops the run."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except StorageError as error:
+        log.warning("plan.metadata_not_written", root=root, error=str(error))
 
 
 async def recheck_done_files(
