@@ -32,6 +32,9 @@ class StreamCheck(Protocol):
 class NoStreamCheck:
     """For kinds checked only by head, tail and size once received."""
 
+    def __init__(self, url: str) -> None:
+        self.url = url
+
     def feed(self, chunk: bytes) -> None:
         pass
 
@@ -61,7 +64,7 @@ class BodyRule:
 
     check: BodyCheck
     image: bool
-    stream_check: Callable[[str], StreamCheck] = lambda _url: NoStreamCheck()
+    stream_check: Callable[[str], StreamCheck] = NoStreamCheck
     max_bytes: int | None = None
 
     def limit(self, setting: int) -> int:
