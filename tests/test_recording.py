@@ -39,9 +39,11 @@ def test_a_slow_manifest_holds_back_the_claims(
     unrecorded, peak, batches = 0, 0, []
     read, record = Manifest.pending, Manifest.record
 
-    async def counting_read(self: Manifest, *, after: int, limit: int) -> list[Claimed]:
+    async def counting_read(
+        self: Manifest, *, after: int, limit: int, run: int | None = None
+    ) -> list[Claimed]:
         nonlocal unrecorded, peak
-        taken = await read(self, after=after, limit=limit)
+        taken = await read(self, after=after, limit=limit, run=run)
         unrecorded += len(taken)
         peak = max(peak, unrecorded)
         return taken
@@ -134,10 +136,10 @@ async def test_an_empty_take_that_raced_the_end_of_planning_looks_again(tmp_path
     read = manifest.pending
     reads = 0
 
-    async def racing_read(*, after: int, limit: int) -> list[Claimed]:
+    async def racing_read(*, after: int, limit: int, run: int | None = None) -> list[Claimed]:
         nonlocal reads
         reads += 1
-        seen = await read(after=after, limit=limit)
+        seen = await read(after=after, limit=limit, run=run)
         if reads == 1:  # the planner finishes while this read is under way
             await manifest.add_items(planned(3), "http://api.test")
             planning.finish()
