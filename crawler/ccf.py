@@ -122,7 +122,7 @@ async def ontology_body(client: ApiClient, item: Claimed) -> bytes:
 
     async def attempt() -> bytes:
         part = _Collected(item.path)
-        await client.stream_into(url, part, image=False)
+        await client.stream_into(url, part, image=False, limit=client.settings.max_item_bytes)
         body = b"".join(part.chunks)
         check_structure_graph(body, url=url)
         return body

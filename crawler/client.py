@@ -20,7 +20,15 @@ from yarl import URL
 
 from crawler import __version__, rma, validate
 from crawler.config import Settings
-from crawler.errors import HTTPStatusError, QueryError, RemoteError, TransportError
+from crawler.encoding import ACCEPT_DOWNLOAD, ACCEPT_PAGE, Decoder
+from crawler.errors import (
+    HTTPStatusError,
+    QueryError,
+    RemoteError,
+    TooLargeError,
+    TransportError,
+)
+from crawler.redact import mask_url
 from crawler.retry import GaveUp, RetryPolicy, parse_retry_after, retrying
 from crawler.store import Part
 
@@ -29,6 +37,9 @@ log = structlog.get_logger("crawler.client")
 T = TypeVar("T")
 
 CHUNK = 1024 * 1024  # one read per downsampled image: an async step per 64 kB cost CPU
+# The largest RMA page read: 25,000 rows (the server's maximum) of the widest records are a few
+# MiB; an endless or absurd answer is cut here instead of filling memory.
+MAX_PAGE_BYTES = 64 * 1024 * 1024
 USER_AGENT = f"allen-mirror/{__version__} (+https://github.com/allen-mirror/allen-mirror)"
 
 
@@ -69,6 +80,20 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientConnectorError):
         return f"cannot connect to {exc.host}:{exc.port}"
     return f"connection failed ({exc.__class__.__name__})"
+
+
+@contextmanager
+def deadline(seconds: float, url: str) -> Iterator[None]:
+    """The whole request within ``seconds``: the idle-read timeout cannot catch a body that
+    trickles a few bytes at a time, this does (``max_item_seconds``)."""
+    with anyio.move_on_after(seconds) as scope:
+        yield
+    if scope.cancelled_caught:
+        raise TransportError(f"not complete after {seconds:g} s (max-item-seconds)", url=url)
+
+
+def over_limit(size: int, limit: int, url: str, what: str = "body") -> TooLargeError:
+    return TooLargeError(f"{what} larger than {limit} bytes ({size}+ received)", url=url)
 
 
 @contextmanager
@@ -124,6 +149,7 @@ class ApiClient:
             timeout=timeout,
             headers={"User-Agent": USER_AGENT},
             raise_for_status=False,
+            auto_decompress=False,  # crawler/encoding.py decodes, so lengths can be checked
         ) as session:
             yield cls(settings, session, limiter)
 
@@ -139,9 +165,11 @@ class ApiClient:
     async def retrying(self, once: Callable[[], Awaitable[T]], url: str) -> tuple[T, int]:
         """``once`` under the run's retry policy; (result, attempts), or GaveUp."""
 
+        shown = mask_url(url)
+
         def on_retry(error: RemoteError, attempt: int, wait: float) -> None:
             self.retries += 1
-            log.info("request.retry", url=url, reason=str(error), attempt=attempt, wait_s=wait)
+            log.info("request.retry", url=shown, reason=str(error), attempt=attempt, wait_s=wait)
 
         return await retrying(self.policy, once, on_retry)
 
@@ -154,32 +182,79 @@ class ApiClient:
         return page
 
     async def _get_page_once(self, url: str) -> rma.Page:
-        with translate_errors(url):
-            async with self._turn(), self.session.get(url) as response:
-                body = await response.read()
+        shown = mask_url(url)
+        with translate_errors(shown), deadline(self.settings.max_item_seconds, shown):
+            async with (
+                self._turn(),
+                self.session.get(url, headers=ACCEPT_PAGE) as response,
+            ):
+                body = await _read_page(response, shown)
                 if response.status != 200:
                     if (failure := rma.query_failure(body)) is not None:
-                        raise QueryError(f"query failed: {failure}", url=url)
-                    raise _status_error(response, url)
+                        raise QueryError(f"query failed: {failure}", url=shown)
+                    raise _status_error(response, shown)
                 content_type = response.headers.get("Content-Type", "")
-        return rma.parse_page(body, content_type, url=url)
+        return rma.parse_page(body, content_type, url=shown)
 
-    async def stream_into(self, url: str, part: Part, *, image: bool) -> int:
+    async def stream_into(
+        self,
+        url: str,
+        part: Part,
+        *,
+        image: bool,
+        limit: int,
+        inspect: Callable[[bytes], None] | None = None,
+    ) -> int:
         """One attempt: the body of ``url`` into ``part``; returns the HTTP status.
 
-        Only a 200 with (for images) an image Content-Type is read, and the body must be as long
-        as Content-Length said. The URL is already encoded (planned with urlencode).
+        Only a 200 with (for images) an image Content-Type is read; the bytes on the wire must
+        be as many as Content-Length said, the decoded body (what ``inspect`` sees and the part
+        stores) at most ``limit`` bytes, and the whole request must end within
+        ``max_item_seconds``. The URL is already encoded (planned with urlencode).
         """
-        with translate_errors(url):
-            async with self._turn(), self.session.get(URL(url, encoded=True)) as response:
+        shown = mask_url(url)
+        with translate_errors(shown), deadline(self.settings.max_item_seconds, shown):
+            async with (
+                self._turn(),
+                self.session.get(URL(url, encoded=True), headers=ACCEPT_DOWNLOAD) as response,
+            ):
                 if response.status != 200:
-                    raise _status_error(response, url)
+                    raise _status_error(response, shown)
                 if image:
-                    validate.check_image_headers(response.headers.get("Content-Type"), url=url)
-                async for chunk in response.content.iter_chunked(CHUNK):
-                    await part.write(chunk)
-                validate.check_length(part.size, response.content_length, url=url)
+                    validate.check_image_headers(response.headers.get("Content-Type"), url=shown)
+                body = Decoder(response.headers.get("Content-Encoding"), url=shown)
+                declared = response.content_length
+                if declared is not None and declared > limit and not body.encoded:
+                    raise over_limit(declared, limit, shown)
+                async for raw in response.content.iter_chunked(CHUNK):
+                    for chunk in body.decode(raw):
+                        if part.size + len(chunk) > limit:
+                            raise over_limit(part.size + len(chunk), limit, shown)
+                        if inspect is not None:
+                            inspect(chunk)
+                        await part.write(chunk)
+                validate.check_length(body.wire, declared, url=shown)
+                body.finish()
                 return response.status
+
+
+async def _read_page(response: aiohttp.ClientResponse, url: str) -> bytes:
+    """A whole RMA answer, decoded, refused once it passes ``MAX_PAGE_BYTES``."""
+    body = Decoder(response.headers.get("Content-Encoding"), url=url)
+    declared = response.content_length
+    if declared is not None and declared > MAX_PAGE_BYTES and not body.encoded:
+        raise over_limit(declared, MAX_PAGE_BYTES, url, "RMA page")
+    pieces: list[bytes] = []
+    size = 0
+    async for raw in response.content.iter_chunked(CHUNK):
+        for piece in body.decode(raw):
+            size += len(piece)
+            if size > MAX_PAGE_BYTES:
+                raise over_limit(size, MAX_PAGE_BYTES, url, "RMA page")
+            pieces.append(piece)
+    validate.check_length(body.wire, declared, url=url)
+    body.finish()
+    return b"".join(pieces)
 
 
 __all__ = ["ApiClient", "GaveUp", "RateLimiter", "make_rate_limiter"]

@@ -52,6 +52,14 @@ class Settings:
     rate: float = 0.0  # requests per second over every request; 0 means no cap
     retries: int = 5
     timeout: float = 30.0  # connect and idle-read timeout of one request, seconds
+    # The largest files mirrored are 10 µm volumes (projection grids, CCF NRRDs): hundreds of
+    # MB, the template about 1 GB. 4 GiB leaves room for those and still cuts a runaway body
+    # before it fills a disk; images are capped lower (crawler/kinds.py).
+    max_item_bytes: int = 4 * 1024**3
+    # One request, start to end: the largest real file (about 1 GB) takes under 45 minutes even
+    # at the 0.4 MB/s the live service sometimes gives; a body trickling in a few bytes at a
+    # time, which the idle-read timeout never notices, is cut here.
+    max_item_seconds: float = 3600.0
     retry_wait_initial: float = 1.0
     retry_wait_max: float = 60.0
     retry_after_max: float = 300.0
@@ -169,6 +177,10 @@ def _check(settings: Settings) -> Settings:
         problems.append(f"retries must be between 0 and 100, got {settings.retries}")
     if settings.timeout <= 0:
         problems.append(f"timeout must be positive, got {settings.timeout}")
+    if settings.max_item_bytes < 1:
+        problems.append(f"max-item-bytes must be positive, got {settings.max_item_bytes}")
+    if settings.max_item_seconds <= 0:
+        problems.append(f"max-item-seconds must be positive, got {settings.max_item_seconds}")
     for name in ("retry_wait_initial", "retry_wait_max", "retry_after_max", "retry_deadline"):
         if getattr(settings, name) < 0:
             problems.append(f"{name.replace('_', '-')} must not be negative")

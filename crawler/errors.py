@@ -9,7 +9,8 @@
     │   ├── TransportError         connect failure, reset, timeout, cut body   (retryable)
     │   ├── HTTPStatusError        a non-2xx answer                            (by status)
     │   ├── ContentError           wrong type, HTML outage page, bad JSON/JPEG (retryable)
-    │   └── QueryError             RMA answered success:false                  (permanent)
+    │   ├── QueryError             RMA answered success:false                  (permanent)
+    │   └── TooLargeError          a body past its size cap                    (permanent)
     ├── StorageError               the store refused one file (a directory in its way)
     │   └── DiskFullError          full or read-only: every file would fail (stops the run)
     └── ManifestError              the manifest database failed or is unusable
@@ -73,6 +74,10 @@ class ContentError(RemoteError):
 
 class QueryError(RemoteError):
     """RMA rejected the query (success:false); asking again will not help."""
+
+
+class TooLargeError(RemoteError):
+    """A body (an RMA page, a download) grew past its cap: asking again would only repeat it."""
 
 
 class StorageError(AllenMirrorError):

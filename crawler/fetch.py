@@ -15,11 +15,19 @@ import structlog
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from crawler.client import ApiClient
-from crawler.errors import DiskFullError, RemoteError, StorageError
+from crawler.errors import (
+    ContentError,
+    DiskFullError,
+    HTTPStatusError,
+    RemoteError,
+    StorageError,
+    TooLargeError,
+)
 from crawler.kinds import body_producer, body_rule
 from crawler.manifest import Status
 from crawler.manifest.repository import Claimed, Outcome
 from crawler.plan import item_url
+from crawler.redact import mask_url
 from crawler.retry import GaveUp
 from crawler.signals import Stop
 from crawler.store import Part, Store
@@ -56,33 +64,52 @@ def failed(
     )
 
 
+def answered_status(error: RemoteError) -> int | None:
+    """The HTTP status of the answer that failed: its own status, or 200 for a body refused
+    after a 200 (wrong content, too large); None when no answer came."""
+    if isinstance(error, HTTPStatusError):
+        return error.status
+    if isinstance(error, ContentError | TooLargeError):
+        return 200
+    return None
+
+
 async def fetch_item(client: ApiClient, store: Store, item: Claimed) -> Received:
-    """Download one item into a part (retried as the policy says), or say why it failed."""
+    """Download one item into a part (retried as the policy says), or say why it failed.
+
+    ``url`` is what is asked; ``shown``, without any password, is what is logged and recorded.
+    """
     url = item_url(client.settings.api_base, item.ref)
+    shown = mask_url(url)
     try:
         if (produce := body_producer(item.kind)) is not None:  # unionizes, structure graph
             body = await produce(client, item)
             async with store.part(item.path) as part:
                 await part.write(body)
-            return Fetched(item, part, url, 200, 1)
+            return Fetched(item, part, shown, 200, 1)
         rule = body_rule(item.kind)
+        limit = rule.limit(client.settings.max_item_bytes)
 
         async def attempt() -> tuple[Part, int]:
             async with store.part(item.path) as part:  # a failed attempt discards its part
-                status = await client.stream_into(url, part, image=rule.image)
-                rule.check(part, url)
+                walk = rule.stream_check(shown)
+                status = await client.stream_into(
+                    url, part, image=rule.image, limit=limit, inspect=walk.feed
+                )
+                walk.finish()
+                rule.check(part, shown)
             return part, status
 
         (part, status), attempts = await client.retrying(attempt, url)
-        return Fetched(item, part, url, status, attempts)
+        return Fetched(item, part, shown, status, attempts)
     except GaveUp as gave_up:
-        return failed(item, url, gave_up.error, gave_up.attempts, gave_up.http_status)
+        return failed(item, shown, gave_up.error, gave_up.attempts, answered_status(gave_up.error))
     except RemoteError as error:
-        return failed(item, url, error, 1)
+        return failed(item, shown, error, 1, answered_status(error))
     except DiskFullError:
         raise
     except StorageError as error:  # this file cannot be written; the others can
-        return failed(item, url, error, 1)
+        return failed(item, shown, error, 1)
 
 
 async def fetch_stage(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any, TextIO
 
 from sqlalchemy.engine import make_url
 
-from crawler.errors import UsageError
+from crawler.errors import ManifestError, UsageError
 from crawler.manifest import Manifest, Status, open_manifest, workers
 from crawler.manifest.database import is_sqlite
 from crawler.manifest.repository import Tally
@@ -50,9 +51,23 @@ def check_manifest_exists(manifest_url: str) -> None:
             )
 
 
+def read_only(manifest_url: str) -> bool:
+    """A SQLite manifest this process cannot write (a read-only mount or directory)."""
+    if not is_sqlite(manifest_url):
+        return False
+    database = make_url(manifest_url).database
+    if not database:
+        return False
+    path = Path(database)
+    return not (os.access(path.parent, os.W_OK) and os.access(path, os.W_OK))
+
+
 async def open_existing(manifest_url: str) -> Manifest:
-    """Open a manifest that must already exist."""
+    """Open a manifest that must already exist; read-only where it cannot be written (then it
+    is neither migrated nor locked, and reading it works as on any other mirror)."""
     check_manifest_exists(manifest_url)
+    if read_only(manifest_url):
+        return await open_manifest(manifest_url, read_only=True)
     return await open_manifest(manifest_url)
 
 
@@ -87,8 +102,16 @@ async def write_ls(manifest: Manifest, status: str | None, fmt: str, stream: Tex
 
 
 async def status_document(manifest: Manifest) -> dict[str, Any]:
-    """Counts per status and per data set, and bytes of done files."""
+    """Counts per status and per data set, and bytes of done files; a damaged manifest is an
+    error, not a set of plausible counts."""
+    await manifest.check_integrity()
     per_data_set = await manifest.tallies_by_data_set()
+    unknown = sorted({status for _, status in per_data_set} - {s.value for s in Status})
+    if unknown:
+        raise ManifestError(
+            f"the manifest holds items of unknown status {', '.join(map(repr, unknown))}: "
+            "it is damaged or written by a newer allen-mirror"
+        )
     totals: dict[str, Tally] = {}
     for (_, status), tally in per_data_set.items():  # one scan serves both views
         seen = totals.get(status, Tally())

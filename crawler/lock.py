@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from crawler.errors import LockedError, UsageError
+from crawler.localstore import storage_error
 
 LOCK_NAME = ".allen-mirror.lock"
 
@@ -49,8 +50,13 @@ class OutputLock:
             "command": self.command,
             "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(info).encode(), 0)
+        except OSError as exc:  # a full or read-only disk: say where, in one line
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            raise storage_error(exc, self.path) from exc
         self._fd = fd
 
     def release(self) -> None:

@@ -8,6 +8,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from crawler.redact import mask_values
+
 _LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -45,6 +47,7 @@ def configure(log_format: str = "auto", level: str = "info") -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            mask_values,  # no password in a URL ever reaches a log line
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),

@@ -57,11 +57,13 @@ def make_source(
     stop: Stop,
     *,
     follow: bool = False,
+    run: int | None = None,
 ) -> Source:
     """A cursor for a manifest this process alone uses, claims under a lease for a shared one.
 
     Claims are a few times the concurrency: pools that share a manifest take less at a time,
-    so the last items spread over every worker.
+    so the last items spread over every worker. ``run`` scopes the source to the items that run
+    planned (``mirror``, ``sync``); a ``worker`` passes none and drains everything.
     """
     batch = max(16, settings.concurrency * 4)
     if settings.exclusive:
@@ -72,6 +74,7 @@ def make_source(
             batch=batch * 4,
             follow=follow,
             poll_seconds=settings.poll_seconds,
+            scope=run,
         )
     return LeasedSource(
         manifest,
@@ -83,6 +86,7 @@ def make_source(
         batch=batch,
         follow=follow,
         poll_seconds=settings.poll_seconds,
+        scope=run,
     )
 
 
@@ -236,6 +240,13 @@ async def count_pending(manifest: Manifest) -> int:
     return tally.items if tally is not None else 0
 
 
+async def note_other_pending(manifest: Manifest, report: RunReport, run: int) -> None:
+    """Say how many pending items other selections left: this run did not fetch them."""
+    report.other_pending = await manifest.other_pending(run)
+    if report.other_pending:
+        log.info("run.other_pending", items=report.other_pending, fetch_with="allen-mirror worker")
+
+
 async def items_to_fetch(manifest: Manifest, report: RunReport) -> int:
     """Pending and done items, less those already done: the progress bar's total."""
     tallies = await manifest.tallies()
@@ -272,15 +283,17 @@ async def run_mirror(
     stop = Stop()
     async with (
         run_session(settings, "mirror") as manifest,
-        recorded_run(manifest, settings, selection.describe(), report, report_file),
+        recorded_run(manifest, settings, selection.describe(), report, report_file) as run,
     ):
         try:
             await manifest.reopen(exclusive=settings.exclusive)
             async with run_tools(settings, manifest, stop, "mirror") as tools:
                 owner = owner_id()
                 planning = Planning()
-                source = make_source(settings, manifest, tools.store, owner, planning, stop)
-                planner = Planner(settings, manifest, tools.client, report, planning.ring)
+                source = make_source(
+                    settings, manifest, tools.store, owner, planning, stop, run=run
+                )
+                planner = Planner(settings, manifest, tools.client, report, planning.ring, run=run)
                 targets = await seed_targets(planner, selection, stop)
 
                 async def plan_then_finish() -> None:
@@ -304,7 +317,8 @@ async def run_mirror(
                         settings, manifest, tools, source, owner=owner, command="mirror"
                     )
                 report.absorb(stats, tools.client.requests, tools.client.retries)
-            report.remaining = await count_pending(manifest)
+            await note_other_pending(manifest, report, run)
+            report.remaining = await count_pending(manifest) - report.other_pending
         finally:
             report.seconds = time.monotonic() - started
             report.interrupted_by = stop.signal

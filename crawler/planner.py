@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,6 +21,7 @@ from crawler import plan, seed
 from crawler.ccf import plan_ccf
 from crawler.client import ApiClient
 from crawler.config import Settings
+from crawler.errors import DiskFullError, StorageError
 from crawler.localstore import write_atomic
 from crawler.manifest import Manifest
 from crawler.plan import Item, is_failed
@@ -50,12 +52,15 @@ class ItemSink(Protocol):
 
 
 class _ManifestSink:
-    def __init__(self, manifest: Manifest | None) -> None:
+    """Records planned items, tagged with the run that planned them."""
+
+    def __init__(self, manifest: Manifest | None, run: int | None) -> None:
         self.manifest = manifest
+        self.run = run
 
     async def add(self, chunk: list[Item], api_base: str) -> int:
         assert self.manifest is not None, "a planner that records needs a manifest"
-        return await self.manifest.add_items(chunk, api_base)
+        return await self.manifest.add_items(chunk, api_base, run=self.run)
 
 
 class Planner:
@@ -71,12 +76,14 @@ class Planner:
         on_items: Callable[[], None] = lambda: None,
         *,
         sink: ItemSink | None = None,
+        run: int | None = None,
     ) -> None:
         self.settings = settings
+        self.run = run  # the runs row that tags what is planned (mirror and sync fetch those)
         self.manifest = manifest
         # Where planned items go: the manifest, or (a dry run) something that only counts them,
         # in which case nothing at all is written.
-        self.sink: ItemSink = sink or _ManifestSink(manifest)
+        self.sink: ItemSink = sink or _ManifestSink(manifest, run)
         self.writes = sink is None
         self.client = client
         self.report = report
@@ -163,19 +170,21 @@ class Planner:
         )
         self.listed[data_set_id] = {int(i["id"]) for i in all_images}
         images = self._usable(all_images)
-        if self.writes:
-            await seed.save_seed(
-                self.settings.out,
-                seed.DataSetSeed(record=dict(record), images=all_images),
-                fsync=self.settings.fsync,
-            )
+        root = str(data_set_id)
+        with metadata_written(root):
+            if self.writes:
+                await seed.save_seed(
+                    self.settings.out,
+                    seed.DataSetSeed(record=dict(record), images=all_images),
+                    fsync=self.settings.fsync,
+                )
         context = plan.data_set_context(record, self.options)
         renderings = plan.section_renderings(self.options, context)
         absent = [k for k in self.options.kinds if not plan.applies(k, context)]
         if absent:
             log.info("plan.kinds_not_applicable", data_set_id=data_set_id, kinds=absent)
-        root = str(data_set_id)
-        await self._write_tile_indexes(root, images, renderings)
+        with metadata_written(root):
+            await self._write_tile_indexes(root, images, renderings)
 
         def generate() -> Iterator[Item]:
             for image in images:
@@ -193,13 +202,15 @@ class Planner:
         for image in target.images:
             self.listed.setdefault(int(image["data_set_id"]), set()).add(int(image["id"]))
         images = self._usable(target.images)
-        if self.writes:
-            await seed.save_atlas_seed(
-                self.settings.out, target.atlas_id, target.images, fsync=self.settings.fsync
-            )
-        renderings = plan.atlas_renderings(target.atlas_id, self.options)
         root = plan.atlas_root(target.atlas_id)
-        await self._write_tile_indexes(root, images, renderings)
+        with metadata_written(root):
+            if self.writes:
+                await seed.save_atlas_seed(
+                    self.settings.out, target.atlas_id, target.images, fsync=self.settings.fsync
+                )
+        renderings = plan.atlas_renderings(target.atlas_id, self.options)
+        with metadata_written(root):
+            await self._write_tile_indexes(root, images, renderings)
         planned, added = await self._record(
             item
             for image in images
@@ -239,6 +250,19 @@ class Planner:
         self.report.planned += count
         self.report.new_items += added
         return count, added
+
+
+@contextmanager
+def metadata_written(root: str) -> Iterator[None]:
+    """A data set's metadata (dataset.json, tile indexes) that cannot be written is a warning:
+    its items are still planned and fail one by one with the same reason, while the rest of the
+    run goes on. A full disk still stops the run."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except StorageError as error:
+        log.warning("plan.metadata_not_written", root=root, error=str(error))
 
 
 async def recheck_done_files(

@@ -24,6 +24,7 @@ from crawler.localstore import write_atomic
 from crawler.manifest.database import safe_url
 from crawler.manifest.repository import Manifest
 from crawler.manifest.runs import finish_run, start_run
+from crawler.redact import mask_text, mask_url
 from crawler.session import RunReport
 
 log = structlog.get_logger("crawler.reports")
@@ -36,6 +37,7 @@ def settings_document(settings: Settings) -> dict[str, Any]:
     document = dataclasses.asdict(settings)
     document["out"] = str(settings.out)
     document["manifest"] = safe_url(settings.manifest_url)
+    document["api_base"] = mask_url(settings.api_base)
     return document
 
 
@@ -99,14 +101,15 @@ async def recorded_run(
     selection: dict[str, Any],
     report: RunReport,
     report_file: str | Path | None,
-) -> AsyncIterator[None]:
-    """Open a runs row, run the body, then write the report and close the row, shielded."""
+) -> AsyncIterator[int]:
+    """Open a runs row, run the body (given the run's id, which tags what it plans), then write
+    the report and close the row, shielded."""
     started = datetime.now(UTC)
     started_clock = time.monotonic()
     run_id = await start_run(manifest, report.command, selection, settings_document(settings))
     error: BaseException | None = None
     try:
-        yield
+        yield run_id
     except BaseException as raised:
         error = raised
         raise
@@ -130,7 +133,7 @@ async def recorded_run(
                 finished=datetime.now(UTC),
                 outcome=outcome,
                 exit_code=exit_code,
-                error=str(problem) if problem is not None else None,
+                error=mask_text(str(problem)) if problem is not None else None,
             )
             data = (json.dumps(document, indent=1) + "\n").encode()
             written: str | None = str(path)

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import anyio
 import structlog
 
-from crawler import rma
+from crawler import records, rma
 from crawler.errors import QueryError, UnknownDataSetError, UsageError
 from crawler.localstore import write_atomic
 from crawler.plan import atlas_root
@@ -62,6 +62,8 @@ async def enumerate_rows(
         fresh = 0
         for row in page.rows:
             key = row.get("id")
+            if not isinstance(key, int | str):  # malformed: kept for the record checks to name
+                key = None
             if key is None or key not in seen:
                 seen.add(key)
                 rows.append(row)
@@ -130,7 +132,7 @@ async def fetch_data_sets(
         rows = await enumerate_rows(
             client, api_base, data_set_stages(chunk), page_size=page_size, what="SectionDataSet"
         )
-        found.update({int(r["id"]): r for r in rows if "id" in r})
+        found.update({int(r["id"]): r for r in data_set_records(rows)})
     missing = [i for i in unique if i not in found]
     if missing:
         listed = ", ".join(str(i) for i in missing[:10])
@@ -149,6 +151,7 @@ async def fetch_section_images(
         page_size=page_size,
         what="SectionImage",
     )
+    rows = image_records(rows, "SectionImage", data_set_id)
     return sorted(rows, key=lambda r: (int(r.get("section_number") or 0), int(r["id"])))
 
 
@@ -159,6 +162,7 @@ async def fetch_product_data_sets(
     rows = await enumerate_rows(
         client, api_base, product_stages(product_id), page_size=page_size, what="SectionDataSet"
     )
+    rows = data_set_records(rows)
     if not rows:
         raise UsageError(f"no SectionDataSet in product {product_id} at {api_base}")
     return rows
@@ -180,6 +184,7 @@ async def fetch_criteria_data_sets(
     except QueryError as exc:
         reason = _one_line(str(exc).removeprefix("query failed: "))
         raise UsageError(f"the API rejected {option} {criteria!r}: {reason}") from exc
+    rows = data_set_records(rows)
     if not rows:
         log.warning("seed.criteria_matched_nothing", criteria=criteria)
     return rows
@@ -192,9 +197,22 @@ async def fetch_atlas_images(
     rows = await enumerate_rows(
         client, api_base, atlas_image_stages(atlas_id), page_size=page_size, what="AtlasImage"
     )
+    rows = image_records(rows, "AtlasImage")
     if not rows:
         raise UsageError(f"no AtlasImage in atlas {atlas_id} at {api_base}")
     return sorted(rows, key=lambda r: (int(r.get("section_number") or 0), int(r["id"])))
+
+
+def data_set_records(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """SectionDataSet records planning can trust; malformed ones skipped with a warning."""
+    return records.usable(rows, "SectionDataSet", records.check_data_set)
+
+
+def image_records(
+    rows: list[dict[str, Any]], model: str, data_set_id: int | None = None
+) -> list[dict[str, Any]]:
+    """Image records planning can trust (of ``data_set_id``); malformed ones skipped."""
+    return records.usable(rows, model, lambda row: records.check_image(row, data_set_id))
 
 
 _SORTED = json.JSONEncoder(sort_keys=True)

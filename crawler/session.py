@@ -58,6 +58,7 @@ class RunReport:
     pruned: int = 0
     changed: int = 0
     unchanged: int = 0
+    other_pending: int = 0  # mirror, sync: pending items other selections planned
     verified: int = 0  # verify
     missing: int = 0
     corrupt: int = 0
@@ -99,6 +100,7 @@ class RunReport:
             "corrupt": self.corrupt,
             "repaired": self.repaired,
             "skipped_failed": self.skipped_failed,
+            "other_pending": self.other_pending,
             "requests": self.requests,
             "retries": self.retries,
         }
@@ -118,6 +120,7 @@ class RunReport:
             "already_done": self.already_done,
             "done": self.done,
             "failed": self.failed,
+            "other_pending": self.other_pending,
             "bytes": self.bytes,
             "requests": self.requests,
             "retries": self.retries,

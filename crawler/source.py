@@ -12,6 +12,10 @@ Three ways to take items behind one interface (``run``, ``recording``, ``recorde
   without writing a claim, plus the items the resume check hands back (``returned``).
 - ``ListSource``: exactly the items named (``verify --repair``).
 
+``mirror`` and ``sync`` scope the first two to the items their own planning tagged (``scope``,
+the id of the command's runs row): what other selections left pending stays for ``worker``,
+which takes everything (no scope).
+
 A source ends when nothing is left (unless it follows the manifest), on a stop request, or when
 the fetch stage stops listening. The stream's bound is the backpressure: a source blocks on
 ``send`` while the fetch tasks are busy.
@@ -109,10 +113,12 @@ class CursorSource:
         batch: int,
         follow: bool = False,
         poll_seconds: float = 10.0,
+        scope: int | None = None,
     ) -> None:
         self.manifest = manifest
         self.planning = planning
         self.stop = stop
+        self.scope = scope  # take only the items this run planned (None: every pending one)
         self.batch = batch
         self.follow = follow
         self.poll_seconds = poll_seconds
@@ -157,9 +163,11 @@ class CursorSource:
         while True:
             if self._returned:
                 ids, self._returned = self._returned[: self.batch], self._returned[self.batch :]
-                found = await self.manifest.pending_in(ids)
+                found = await self.manifest.pending_in(ids, run=self.scope)
             else:
-                found = await self.manifest.pending(after=self._high, limit=self.batch)
+                found = await self.manifest.pending(
+                    after=self._high, limit=self.batch, run=self.scope
+                )
                 if not found:
                     return []
                 self._high = found[-1].id
@@ -212,8 +220,10 @@ class LeasedSource:
         batch: int,
         follow: bool = False,
         poll_seconds: float = 10.0,
+        scope: int | None = None,
     ) -> None:
         self.manifest = manifest
+        self.scope = scope  # claim only the items this run planned (None: every pending one)
         self.store = store
         self.owner = owner
         self.planning = planning
@@ -248,7 +258,7 @@ class LeasedSource:
     async def _claim_all(self, send: MemoryObjectSendStream[Claimed]) -> None:
         while not self.stop.requested:
             finished = self.planning.finished  # before the claim: see CursorSource.run
-            batch = await self.manifest.claim(self.owner, self.batch, self.lease)
+            batch = await self.manifest.claim(self.owner, self.batch, self.lease, run=self.scope)
             if batch:
                 self.held.update(item.id for item in batch)
                 if not await _send_all(send, batch, self.stop):
@@ -269,7 +279,7 @@ class LeasedSource:
         Items others hold are waited for, until their lease ends, looking again every
         ``RECHECK`` seconds in case they finish first.
         """
-        until = await self.manifest.next_claimable(self.owner)
+        until = await self.manifest.next_claimable(self.owner, run=self.scope)
         if until is None:
             return self.poll_seconds if self.follow else None
         holders = await self.manifest.holders()

@@ -21,6 +21,7 @@ from crawler.pipeline import (
     fetch_pending,
     items_to_fetch,
     make_source,
+    note_other_pending,
     prepare,
     run_tools,
     seed_targets,
@@ -73,12 +74,12 @@ async def run_sync(
     stop = Stop()
     async with (
         run_session(settings, "sync") as manifest,
-        recorded_run(manifest, settings, selection.describe(), report, report_file),
+        recorded_run(manifest, settings, selection.describe(), report, report_file) as run,
     ):
         try:
             await manifest.reopen(exclusive=settings.exclusive)
             async with run_tools(settings, manifest, stop, "sync") as tools:
-                planner = Planner(settings, manifest, tools.client, report)
+                planner = Planner(settings, manifest, tools.client, report, run=run)
                 targets = await seed_targets(planner, selection, stop)
                 await prepare(planner, targets, tools, manifest, report)
                 if stop.requested:
@@ -88,17 +89,20 @@ async def run_sync(
                     manifest, tools, listed, prune=prune
                 )
                 if recheck:
-                    rechecking = await manifest.mark_for_recheck(sorted(listed))
+                    rechecking = await manifest.mark_for_recheck(sorted(listed), run)
                     log.info("sync.recheck", items=rechecking)
                 tools.progress.set_total(await items_to_fetch(manifest, report))
                 owner = owner_id()
                 planning = Planning(finished=True)
-                source = make_source(settings, manifest, tools.store, owner, planning, stop)
+                source = make_source(
+                    settings, manifest, tools.store, owner, planning, stop, run=run
+                )
                 stats = await fetch_pending(
                     settings, manifest, tools, source, owner=owner, command="sync"
                 )
                 report.absorb(stats, tools.client.requests, tools.client.retries)
-            report.remaining = await count_pending(manifest)
+            await note_other_pending(manifest, report, run)
+            report.remaining = await count_pending(manifest) - report.other_pending
             if recheck:
                 report.changed, report.unchanged = await manifest.count_changes()
             else:  # done now = kept as they were + downloaded by this run

@@ -4,7 +4,8 @@ Files are hashed in groups, one thread hand-off per group and as many threads as
 the manifest is read in chunks, so memory stays flat and the disk sets the pace. Bad items stay
 done but are flagged (the manifest's ``problem`` column), so a later ``mirror`` or ``sync``
 fetches them again; ``--repair`` does it now, through the same stages as ``mirror``, recording
-each repair as it lands.
+each repair as it lands. ``--decode`` also decodes every image fully (Pillow): the download
+checks walk a JPEG's structure but cannot prove its entropy-coded data decodes.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import anyio
 import structlog
 
 from crawler.config import Settings
+from crawler.kinds import body_rule
+from crawler.listing import open_existing, read_only
 from crawler.manifest import Manifest, Status
 from crawler.manifest.repository import Tally
 from crawler.pipeline import fetch_pending, run_tools
@@ -34,26 +37,58 @@ log = structlog.get_logger("crawler.verify")
 GROUP = 64  # files per thread hand-off
 
 
-def file_state(path: Path, size: int, sha256: str | None) -> str | None:
-    """None when the file matches; 'missing' or 'corrupt' otherwise (blocking)."""
+def file_state(path: Path, size: int, sha256: str | None, *, decode: bool = False) -> str | None:
+    """None when the file matches (and, with ``decode``, decodes as an image); 'missing' or
+    'corrupt' otherwise (blocking)."""
     try:
         with path.open("rb") as handle:
             if os.fstat(handle.fileno()).st_size != size:
                 return "corrupt"
             digest = hashlib.file_digest(handle, "sha256").hexdigest()
+            if digest != sha256:
+                return "corrupt"
+            if decode:
+                handle.seek(0)
+                return None if decodes(handle) else "corrupt"
     except OSError:
         return "missing"
-    return None if digest == sha256 else "corrupt"
+    return None
 
 
-def _check_group(out: Path, rows: Sequence[dict[str, Any]]) -> list[str | None]:
-    return [file_state(out / str(r["path"]), int(r["size"] or 0), r["sha256"]) for r in rows]
+def decodes(handle: BinaryIO) -> bool:
+    """Whether the image decodes completely (every pixel, not just the header)."""
+    from PIL import Image, UnidentifiedImageError  # only --decode pays for Pillow
+
+    try:
+        with Image.open(handle) as image:
+            image.load()
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return False
+    return True
+
+
+def _check_group(out: Path, rows: Sequence[dict[str, Any]], decode: bool) -> list[str | None]:
+    return [
+        file_state(
+            out / str(r["path"]),
+            int(r["size"] or 0),
+            r["sha256"],
+            decode=decode and body_rule(str(r["kind"])).image,
+        )
+        for r in rows
+    ]
 
 
 async def find_problems(
-    manifest: Manifest, out: Path, report: RunReport, progress: RunProgress
+    manifest: Manifest,
+    out: Path,
+    report: RunReport,
+    progress: RunProgress,
+    *,
+    decode: bool = False,
 ) -> list[tuple[int, str]]:
-    """Hash every done file; count verified, missing and corrupt; (id, problem) of bad ones."""
+    """Hash (and with ``decode``, decode) every done file; count verified, missing and
+    corrupt; (id, problem) of bad ones."""
     problems: list[tuple[int, str]] = []
     cores = os.cpu_count() or 1
     threads = anyio.CapacityLimiter(cores)
@@ -61,7 +96,9 @@ async def find_problems(
 
     async def check(rows: list[dict[str, Any]]) -> None:
         try:
-            states = await anyio.to_thread.run_sync(_check_group, out, rows, limiter=threads)
+            states = await anyio.to_thread.run_sync(
+                _check_group, out, rows, decode, limiter=threads
+            )
         finally:
             in_flight.release()
         for row, state in zip(rows, states, strict=True):
@@ -90,10 +127,41 @@ async def find_problems(
     return sorted(problems)
 
 
+async def check_done_files(
+    manifest: Manifest, settings: Settings, report: RunReport, *, decode: bool
+) -> list[tuple[int, str]]:
+    """Every done file checked, with a progress bar."""
+    with RunProgress(settings.progress, "verify") as progress:
+        tallies = await manifest.tallies()
+        progress.set_total(tallies.get(Status.DONE.value, Tally()).items)
+        return await find_problems(manifest, settings.out, report, progress, decode=decode)
+
+
+async def verify_read_only(settings: Settings, *, decode: bool) -> RunReport:
+    """A mirror that cannot be written (a read-only mount, a snapshot): its files are checked
+    and the problems reported, but nothing is flagged, locked or recorded."""
+    report = RunReport(command="verify")
+    started = time.monotonic()
+    log.info("verify.read_only", out=str(settings.out), flagged=False, report_written=False)
+    manifest = await open_existing(settings.manifest_url)
+    try:
+        await check_done_files(manifest, settings, report, decode=decode)
+    finally:
+        await manifest.close()
+    report.seconds = time.monotonic() - started
+    return report
+
+
 async def run_verify(
-    settings: Settings, *, repair_files: bool = False, report_file: Path | None = None
+    settings: Settings,
+    *,
+    repair_files: bool = False,
+    decode: bool = False,
+    report_file: Path | None = None,
 ) -> RunReport:
     """Verify (and optionally repair) every done file of the mirror."""
+    if not repair_files and read_only(settings.manifest_url):
+        return await verify_read_only(settings, decode=decode)
     report = RunReport(command="verify")
     started = time.monotonic()
     stop = Stop()
@@ -101,10 +169,7 @@ async def run_verify(
         run_session(settings, "verify", must_exist=True) as manifest,
         recorded_run(manifest, settings, {}, report, report_file),
     ):
-        with RunProgress(settings.progress, "verify") as progress:
-            tallies = await manifest.tallies()
-            progress.set_total(tallies.get(Status.DONE.value, Tally()).items)
-            problems = await find_problems(manifest, settings.out, report, progress)
+        problems = await check_done_files(manifest, settings, report, decode=decode)
         await manifest.flag_problems(problems)
         if repair_files and problems:
             ids = [item_id for item_id, _ in problems]

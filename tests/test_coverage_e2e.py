@@ -528,7 +528,7 @@ USAGE = [
     (["--dataset", "1", "--range", "0,923,0,987,0,4096"], "invalid range: values must be within"),
     (["--dataset", "1", "--range", "9,3,0,1,0,1"], "invalid range: red lower bound 9 must be"),
     (["--dataset", "1", "--tile", "4"], "tile must be 0 (whole images) or between 16 and 8192"),
-    (["--dataset", "1", "--tile", "x"], "invalid tile in --tile: "),
+    (["--dataset", "1", "--tile", "x"], "Invalid value for '--tile': 'x' is not a valid integer"),
     (["--dataset", "1", "--with", "movies"], "invalid extras (--with): unknown extra 'movies'"),
     (["--dataset", "1", "--grid-types", "x"], "invalid grid-types: unknown type 'x'"),
     (["--dataset", "1", "--grid-resolution", "30"], "grid-resolution must be one of 10, 25, 50"),

@@ -19,6 +19,7 @@ from crawler.extras import unionizes_csv, unionizes_json
 from crawler.kinds import check_jpeg_body
 from crawler.plan import PlanOptions
 from crawler.simulator.grids import expression_zip, projection_nrrd
+from crawler.validate import JpegWalker
 from tests.planning import plan_atlas_image, plan_section_image
 
 CONNECTIVITY = {
@@ -186,8 +187,13 @@ def test_estimate_model() -> None:
 
 
 def test_body_check_by_kind() -> None:
-    assert kinds.body_rule("section") == kinds.BodyRule(check_jpeg_body, image=True)
-    assert kinds.body_rule("annotation") == kinds.BodyRule(check_jpeg_body, image=True)
+    image = kinds.BodyRule(
+        check_jpeg_body, image=True, stream_check=JpegWalker, max_bytes=kinds.IMAGE_MAX_BYTES
+    )
+    assert kinds.body_rule("section") == image
+    assert kinds.body_rule("annotation") == image
+    assert image.limit(10**12) == kinds.IMAGE_MAX_BYTES and image.limit(1000) == 1000
+    assert kinds.body_rule("grid").limit(10**12) == 10**12
     assert kinds.body_rule("grid") == kinds.BodyRule(kinds.check_nrrd_body, image=False)
     assert kinds.body_rule("expression_grid") == kinds.BodyRule(kinds.check_zip_body, image=False)
 

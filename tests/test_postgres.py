@@ -35,22 +35,22 @@ async def tables(url: str) -> set[str]:
 
 async def test_migrations_go_up_and_down(pg_url: str) -> None:
     assert await current(pg_url) is None
-    assert await upgrade(pg_url) == head_revision() == "0005"
+    assert await upgrade(pg_url) == head_revision() == "0006"
     assert {"items", "runs", "workers", "rate_limits", "alembic_version"} <= await tables(pg_url)
     assert await downgrade(pg_url, "0002") == "0002"
     assert "workers" not in await tables(pg_url)
     assert await downgrade(pg_url, "base") is None
     assert await tables(pg_url) == {"alembic_version"}
-    assert await upgrade(pg_url) == "0005"
-    assert await upgrade(pg_url) == "0005"  # idempotent
+    assert await upgrade(pg_url) == "0006"
+    assert await upgrade(pg_url) == "0006"  # idempotent
 
 
 def test_db_commands(pg_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli(capsys, "db", "current", "--manifest", pg_url).out.startswith("none")
     upgraded = run_cli(capsys, "db", "upgrade", "--manifest", pg_url)
-    assert upgraded.code == 0 and upgraded.out.strip() == "0005 (head)"
+    assert upgraded.code == 0 and upgraded.out.strip() == "0006 (head)"
     down = run_cli(capsys, "db", "downgrade", "0002", "--manifest", pg_url)
-    assert down.code == 0 and down.out.strip() == "0002 (head is 0005)"
+    assert down.code == 0 and down.out.strip() == "0002 (head is 0006)"
     unknown = run_cli(capsys, "db", "upgrade", "0999", "--manifest", pg_url)
     assert unknown.code == 2 and "0999" in unknown.err
 
@@ -64,7 +64,7 @@ def test_processes_migrating_a_fresh_database_at_once_all_succeed(pg_url: str) -
     results = [(p.wait(timeout=60), *p.communicate()) for p in processes]
     for code, out, err in results:
         assert code == 0, err
-        assert out.strip() == "0005 (head)"
+        assert out.strip() == "0006 (head)"
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from crawler.commit import BATCH_FILES
 from crawler.manifest import open_manifest
 from crawler.manifest.models import Status
 from crawler.manifest.repository import Claimed, Manifest, Outcome
@@ -39,9 +40,11 @@ def test_a_slow_manifest_holds_back_the_claims(
     unrecorded, peak, batches = 0, 0, []
     read, record = Manifest.pending, Manifest.record
 
-    async def counting_read(self: Manifest, *, after: int, limit: int) -> list[Claimed]:
+    async def counting_read(
+        self: Manifest, *, after: int, limit: int, run: int | None = None
+    ) -> list[Claimed]:
         nonlocal unrecorded, peak
-        taken = await read(self, after=after, limit=limit)
+        taken = await read(self, after=after, limit=limit, run=run)
         unrecorded += len(taken)
         peak = max(peak, unrecorded)
         return taken
@@ -63,8 +66,9 @@ def test_a_slow_manifest_holds_back_the_claims(
     assert files > 100 and sum(batches) == files
     take = 4 * 16  # --concurrency 1: a source alone reads 64 items at a time
     # the work and fetched streams (2 each), the one fetch task, the store stage's batch (what
-    # the fetched stream held, plus one), the outcome stream (5) and the recorder's batch (5)
-    buffers = 2 + 1 + 2 + 3 + 5 + 5
+    # arrives within its linger, at most BATCH_FILES), the outcome stream (5) and the
+    # recorder's batch (5)
+    buffers = 2 + 1 + 2 + BATCH_FILES + 5 + 5
     assert all(size <= 5 for size in batches)
     # Without the bounds every item is taken long before most are recorded.
     assert 0 < peak <= take + buffers < files
@@ -134,10 +138,10 @@ async def test_an_empty_take_that_raced_the_end_of_planning_looks_again(tmp_path
     read = manifest.pending
     reads = 0
 
-    async def racing_read(*, after: int, limit: int) -> list[Claimed]:
+    async def racing_read(*, after: int, limit: int, run: int | None = None) -> list[Claimed]:
         nonlocal reads
         reads += 1
-        seen = await read(after=after, limit=limit)
+        seen = await read(after=after, limit=limit, run=run)
         if reads == 1:  # the planner finishes while this read is under way
             await manifest.add_items(planned(3), "http://api.test")
             planning.finish()

@@ -150,6 +150,7 @@ def selection_options(function: F) -> F:
         click.option(
             "--timeout", type=float, help="Connect and idle-read timeout in seconds [default: 30]."
         ),
+        *item_limit_options(),
         click.option(
             "--include-failed",
             is_flag=True,
@@ -162,6 +163,22 @@ def selection_options(function: F) -> F:
     for option in reversed(options):
         function = option(function)
     return common_options(function)
+
+
+def item_limit_options() -> list[Callable[[F], F]]:
+    """The caps on one download, shared by every command that fetches."""
+    return [
+        click.option(
+            "--max-item-bytes",
+            type=int,
+            help="Fail an item whose body passes N bytes [default: 4 GiB].",
+        ),
+        click.option(
+            "--max-item-seconds",
+            type=float,
+            help="Fail a request not complete after N seconds [default: 3600].",
+        ),
+    ]
 
 
 def parse_ids(values: list[str] | None, what: str = "data set") -> tuple[int, ...]:
@@ -307,12 +324,17 @@ report_option = click.option(
 
 
 def finish(report: RunReport, settings: Settings) -> None:
-    """The summary (an event for programs, a few lines for people), the list of failures, and
-    the exit code of a command that fetches or verifies."""
+    """The summary (an event for programs, a few lines for people), the list of failures, what
+    other selections left, and the exit code of a command that fetches or verifies."""
     if uses_json(settings.log_format):
         structlog.get_logger("crawler").info("run.summary", **report.summary())
     else:
         sys.stderr.write("".join(f"{line}\n" for line in summary_lines(report, str(settings.out))))
+    if report.other_pending:
+        sys.stderr.write(
+            f"{report.other_pending} other pending item(s) belong to other selections and were "
+            "not fetched; 'allen-mirror worker' fetches everything pending\n"
+        )
     if report.failures:
         shown = report.failures[:MAX_LISTED_FAILURES]
         sys.stderr.write(f"{report.failed} item(s) failed after their retries:\n")

@@ -137,6 +137,12 @@ def plan(**options: Any) -> None:
 @click.option(
     "--timeout", type=float, help="Connect and idle-read timeout in seconds [default: 30]."
 )
+@click.option(
+    "--max-item-bytes", type=int, help="Fail an item whose body passes N bytes [default: 4 GiB]."
+)
+@click.option(
+    "--max-item-seconds", type=float, help="Fail a request not complete after N s [default: 3600]."
+)
 @click.option("--follow", is_flag=True, help="Keep polling for new items until a signal.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--log-format", help="console | json [default: console on a TTY, else json].")

@@ -18,6 +18,7 @@ from crawler.errors import UsageError
 @common_options
 @report_option
 @click.option("--repair", is_flag=True, help="Re-download missing and corrupt files.")
+@click.option("--decode", is_flag=True, help="Also decode every image fully (slower).")
 @click.option("--api-base", help="API base URL for --repair [default: http://api.brain-map.org].")
 @click.option("--concurrency", type=int, help="Requests in flight for --repair [default: 8].")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
@@ -28,6 +29,7 @@ def verify(
     config: Path | None,
     report_file: Path | None,
     repair: bool,
+    decode: bool,
     api_base: str | None,
     concurrency: int | None,
     no_progress: bool,
@@ -45,7 +47,9 @@ def verify(
         progress=False if no_progress else None,
         log_format=log_format,
     )
-    report = run_async(lambda: run_verify(settings, repair_files=repair, report_file=report_file))
+    report = run_async(
+        lambda: run_verify(settings, repair_files=repair, decode=decode, report_file=report_file)
+    )
     click.echo(
         f"verified {report.verified} file(s): {report.missing} missing, {report.corrupt} corrupt"
         + (f", {report.repaired} repaired" if repair else "")
@@ -99,7 +103,9 @@ def history(
 
 @app.command("ls")
 @common_options
-@click.option("--status", "status", help="Only items of this status: pending|done|failed|removed.")
+@click.option(
+    "--status", "status", help="Only items of this status: pending|done|failed|removed|superseded."
+)
 @click.option("--format", "fmt", default="jsonl", show_default=True, help="jsonl | table.")
 def ls_command(
     out: Path | None, manifest: str | None, config: Path | None, status: str | None, fmt: str

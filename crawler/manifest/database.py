@@ -11,6 +11,7 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote
 
 from sqlalchemy import event, inspect
 from sqlalchemy.engine import Connection, make_url
@@ -75,10 +76,18 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """An async engine with the per-backend settings the manifest relies on."""
+def create_engine(url: str, *, read_only: bool = False) -> AsyncEngine:
+    """An async engine with the per-backend settings the manifest relies on.
+
+    ``read_only`` (SQLite): opened as an immutable file, without pragmas, so a mirror on a
+    read-only mount can be read (WAL mode would need to create its -shm file beside it)."""
     full = async_url(url)
     parsed = make_url(full)
+    if read_only and parsed.get_backend_name() == "sqlite":
+        assert parsed.database is not None
+        location = quote(str(Path(parsed.database).expanduser().resolve()))
+        uri = f"sqlite+aiosqlite:///file:{location}?mode=ro&immutable=1&uri=true"
+        return create_async_engine(uri, connect_args={"timeout": 30})
     if parsed.get_backend_name() == "sqlite":
         assert parsed.database is not None
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -178,20 +187,41 @@ async def migrate(engine: AsyncEngine) -> None:
 
 
 async def open_manifest(
-    url: str, *, upgrade: bool = True, retry_seconds: float = RETRY_SECONDS
+    url: str,
+    *,
+    upgrade: bool = True,
+    retry_seconds: float = RETRY_SECONDS,
+    read_only: bool = False,
 ) -> Manifest:
     """Open (and by default migrate) the manifest, translating database errors to one line.
 
     ``retry_seconds``: how long later statements wait for a lost connection to come back.
+    ``read_only``: a SQLite manifest that cannot be written; it must already be current.
     """
-    engine = create_engine(url)
+    engine = create_engine(url, read_only=read_only)
     try:
-        if upgrade:
+        if read_only:
+            await _require_current(engine, url)
+        elif upgrade:
             await migrate(engine)
     except (SQLAlchemyError, DBAPIError, OSError) as exc:
         await engine.dispose()
         raise ManifestError(f"cannot open manifest {safe_url(url)}: {reason(exc)}") from exc
+    except ManifestError:
+        await engine.dispose()
+        raise
     return Manifest(engine, retry_seconds=retry_seconds)
+
+
+async def _require_current(engine: AsyncEngine, url: str) -> None:
+    """A manifest that cannot be migrated must already have this version's schema."""
+    async with engine.connect() as connection:
+        stamped = await connection.run_sync(_stamped)
+    if stamped != SCHEMA_HEAD:
+        raise ManifestError(
+            f"manifest {safe_url(url)} has schema {stamped or 'none'} and cannot be written "
+            f"to upgrade it to {SCHEMA_HEAD}: run any command on it once where it is writable"
+        )
 
 
 async def _on_schema(url: str, action: Callable[[Connection], T]) -> T:

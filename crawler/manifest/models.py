@@ -29,12 +29,15 @@ metadata = MetaData()
 
 
 class Status(StrEnum):
-    """Where an item stands; ``removed`` is for items the API no longer lists."""
+    """Where an item stands; ``removed`` is for items the API no longer lists, ``superseded``
+    for items whose path a newer plan gave to another URL (other quality, range or tile size):
+    a path holds one live item."""
 
     PENDING = "pending"
     DONE = "done"
     FAILED = "failed"
     REMOVED = "removed"
+    SUPERSEDED = "superseded"
 
 
 # One file of the mirror, keyed by its URL relative to the API base.
@@ -61,11 +64,13 @@ items = Table(
     Column("fetched_at", DateTime),
     Column("previous_sha256", String(64)),  # set while rechecking
     Column("problem", String(16)),  # verify found the done file missing | corrupt
+    Column("plan_run", BigInteger),  # the run that last planned it (mirror/sync fetch their own)
     Index("ix_items_status_id", "status", "id"),
     Index("ix_items_tally", "data_set_id", "status", "size"),  # status: index-only
     # Partial on both databases (migration 0003); PostgreSQL's clause is added in
     # migrations/env.py, so a SQLite run never loads the PostgreSQL dialect to check it.
     Index("ix_items_claimed_by", "claimed_by", sqlite_where=text("claimed_by IS NOT NULL")),
+    Index("ix_items_path", "path"),  # planning supersedes the other items of a path
 )
 
 # One mirror, sync or verify run, for ``history`` and monitoring.

@@ -21,9 +21,10 @@ from sqlalchemy import DateTime, and_, bindparam, case, func, or_, select, updat
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from crawler.errors import ManifestError
-from crawler.manifest import errors
+from crawler.manifest import errors, planning
 from crawler.manifest.models import Status, items
 from crawler.plan import Item
+from crawler.redact import mask_url
 from crawler.retry import utcnow
 
 T = TypeVar("T")
@@ -31,18 +32,18 @@ T = TypeVar("T")
 INSERT_CHUNK = 2000
 
 # The statements run once per item, as driver SQL (``Manifest._driver_sql``).
-_INSERT_SQLITE = (
-    "INSERT INTO items (ref, url, path, kind, data_set_id, image_id, status, attempts, "
-    "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (ref) DO NOTHING"
-)
 _RECORD = (
     "UPDATE items SET status = ?, url = ?, attempts = attempts + ?, http_status = ?, size = ?, "
     "sha256 = ?, error = ?, problem = NULL, claimed_by = NULL, lease_until = NULL, updated_at = ?, "
-    "fetched_at = ? WHERE id = ?"
+    "fetched_at = ? WHERE id = ? AND status <> 'superseded'"
 )
 _PENDING = (
     "SELECT id, ref, path, kind, data_set_id, image_id FROM items "
     "WHERE status = ? AND id > ? ORDER BY id LIMIT ?"
+)
+_PENDING_OF_RUN = (
+    "SELECT id, ref, path, kind, data_set_id, image_id FROM items "
+    "WHERE status = ? AND id > ? AND plan_run = ? ORDER BY id LIMIT ?"
 )
 CHUNK = 500  # ids per IN (...) list
 RETRY_SECONDS = 120.0  # how long a lost database connection is waited for, by default
@@ -204,75 +205,33 @@ class Manifest:
 
     # -- planning ------------------------------------------------------------------------
 
-    async def add_items(self, planned: Iterable[Item], api_base: str) -> int:
-        """Record planned items; items already known (same ref) are left as they are.
+    async def add_items(
+        self, planned: Iterable[Item], api_base: str, *, run: int | None = None
+    ) -> int:
+        """Record planned items; returns how many were new (crawler/manifest/planning.py).
 
-        A chunk per transaction: a stop keeps the chunks already written.
+        Items already known (same ref) are left as they are, but tagged with ``run`` and
+        revived if they had been superseded; the other items of a path that changes hands are
+        superseded. A chunk per transaction: a stop keeps the chunks already written. The
+        stored URL never carries a password.
         """
-        insert = self._insert_sqlite if self.dialect == "sqlite" else self._insert_postgresql
+        url_base = mask_url(api_base)
         now = utcnow()
+        stamp = self._timestamp(now)
         added = 0
         iterator = iter(planned)
         while chunk := list(itertools.islice(iterator, INSERT_CHUNK)):
 
             async def work(connection: AsyncConnection, rows: list[Item] = chunk) -> int:
-                return await insert(connection, rows, api_base, now)
+                if self.dialect == "sqlite":
+                    new = await planning.insert_sqlite(connection, rows, url_base, stamp, run)
+                else:
+                    new = await planning.insert_postgresql(connection, rows, url_base, now, run)
+                await planning.settle_chunk(connection, rows, new, now, run)
+                return new
 
             added += await self._run(work, write=True)
         return added
-
-    async def _insert_sqlite(
-        self, connection: AsyncConnection, chunk: list[Item], api_base: str, now: datetime
-    ) -> int:
-        """Plain driver rows; SQLite counts the rows it really inserted."""
-        stamp = self._timestamp(now)
-        pending = Status.PENDING.value
-        rows = [
-            (
-                item.ref,
-                item.url(api_base),
-                item.path,
-                item.kind,
-                item.data_set_id,
-                item.image_id,
-                pending,
-                0,
-                stamp,
-                stamp,
-            )
-            for item in chunk
-        ]
-        result = await connection.exec_driver_sql(_INSERT_SQLITE, rows)
-        return max(0, int(result.rowcount or 0))
-
-    async def _insert_postgresql(
-        self, connection: AsyncConnection, chunk: list[Item], api_base: str, now: datetime
-    ) -> int:
-        """RETURNING lists only the rows really inserted: no count(*) over a growing table."""
-        # Imported here: SQLite manifests never load the PostgreSQL dialect.
-        from sqlalchemy.dialects import postgresql
-
-        statement = (
-            postgresql.insert(items)
-            .on_conflict_do_nothing(index_elements=["ref"])
-            .returning(items.c.id)
-        )
-        batch = [
-            {
-                "ref": item.ref,
-                "url": item.url(api_base),
-                "path": item.path,
-                "kind": item.kind,
-                "data_set_id": item.data_set_id,
-                "image_id": item.image_id,
-                "status": Status.PENDING.value,
-                "attempts": 0,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for item in chunk
-        ]
-        return len((await connection.execute(statement, batch)).all())
 
     # -- starting and resuming -----------------------------------------------------------
 
@@ -354,7 +313,7 @@ class Manifest:
             select(items.c.id, items.c.path, items.c.image_id).where(
                 items.c.data_set_id == data_set_id,
                 items.c.image_id.is_not(None),
-                items.c.status != Status.REMOVED.value,
+                items.c.status.not_in([Status.REMOVED.value, Status.SUPERSEDED.value]),
             )
         )
         return [(int(r[0]), str(r[1]), int(r[2])) for r in rows]
@@ -390,11 +349,16 @@ class Manifest:
             reopened += int(result.rowcount or 0)
         return reopened
 
-    async def mark_for_recheck(self, data_set_ids: Sequence[int]) -> int:
-        """Done items go back to pending, remembering their checksum to compare afterwards."""
+    async def mark_for_recheck(self, data_set_ids: Sequence[int], run: int | None = None) -> int:
+        """Done items go back to pending, remembering their checksum to compare afterwards.
+
+        With ``run``, only the items that run planned (the sync's own selection)."""
+        condition = and_(items.c.status == Status.DONE.value, items.c.data_set_id.in_(data_set_ids))
+        if run is not None:
+            condition = and_(condition, items.c.plan_run == run)
         result = await self.execute(
             update(items)
-            .where(items.c.status == Status.DONE.value, items.c.data_set_id.in_(data_set_ids))
+            .where(condition)
             .values(status=Status.PENDING.value, previous_sha256=items.c.sha256)
         )
         return int(result.rowcount or 0)
@@ -437,12 +401,16 @@ class Manifest:
 
     # -- fetching ------------------------------------------------------------------------
 
-    async def claim(self, owner: str, limit: int, lease: timedelta) -> list[Claimed]:
-        """Take up to ``limit`` pending items nobody holds, in id order, under a lease."""
+    async def claim(
+        self, owner: str, limit: int, lease: timedelta, *, run: int | None = None
+    ) -> list[Claimed]:
+        """Take up to ``limit`` pending items nobody holds, in id order, under a lease; with
+        ``run``, only items that run planned."""
         now = self.now()
         free = select(items.c.id).where(
             items.c.status == Status.PENDING.value,
             or_(items.c.claimed_by.is_(None), items.c.lease_until < now),
+            *_of_run(run),
         )
         free = free.order_by(items.c.id).limit(limit)
         if self.dialect == "postgresql":
@@ -456,22 +424,28 @@ class Manifest:
         result = await self.execute(statement)
         return [Claimed(*row) for row in sorted(result.all(), key=lambda r: r[0])]
 
-    async def pending(self, *, after: int, limit: int) -> list[Claimed]:
-        """Pending items with id > ``after``, in id order, without claiming them.
+    async def pending(self, *, after: int, limit: int, run: int | None = None) -> list[Claimed]:
+        """Pending items with id > ``after``, in id order, without claiming them; with ``run``,
+        only items that run planned.
 
         For a process alone on its manifest (the output lock): nobody else takes items, so a
         read suffices where a claim writes a row and an index entry per item.
         """
-        params = (Status.PENDING.value, after, limit)
+        sql = _PENDING if run is None else _PENDING_OF_RUN
+        params = (
+            (Status.PENDING.value, after, limit)
+            if run is None
+            else (Status.PENDING.value, after, run, limit)
+        )
 
         async def work(connection: AsyncConnection) -> list[Claimed]:
-            result = await connection.exec_driver_sql(self._driver_sql(_PENDING), params)
+            result = await connection.exec_driver_sql(self._driver_sql(sql), params)
             return [Claimed(*tuple(row)) for row in result.all()]
 
         return await self._run(work, write=False)
 
-    async def pending_in(self, ids: Sequence[int]) -> list[Claimed]:
-        """Those of ``ids`` that are pending, in id order, without claiming them."""
+    async def pending_in(self, ids: Sequence[int], *, run: int | None = None) -> list[Claimed]:
+        """Those of ``ids`` that are pending (and planned by ``run``), in id order, unclaimed."""
         found: list[Claimed] = []
         for start in range(0, len(ids), CHUNK):
             rows = await self.read(
@@ -479,6 +453,7 @@ class Manifest:
                 .where(
                     items.c.status == Status.PENDING.value,
                     items.c.id.in_(ids[start : start + CHUNK]),
+                    *_of_run(run),
                 )
                 .order_by(items.c.id)
             )
@@ -511,7 +486,7 @@ class Manifest:
             renewed += int(result.rowcount or 0)
         return renewed
 
-    async def next_claimable(self, owner: str) -> float | None:
+    async def next_claimable(self, owner: str, *, run: int | None = None) -> float | None:
         """When a claim by ``owner`` could next succeed: seconds from now (0 when it could now),
         or None when no pending item is left outside this owner's own claims.
 
@@ -528,6 +503,7 @@ class Manifest:
         ).where(
             items.c.status == Status.PENDING.value,
             or_(items.c.claimed_by.is_(None), items.c.claimed_by != owner),
+            *_of_run(run),
         )
         if self.dialect == "postgresql":
             statement = statement.add_columns(now)
@@ -539,6 +515,16 @@ class Manifest:
         clock = row[3] if self.dialect == "postgresql" else now
         wait: float = (row[2] - clock).total_seconds()
         return max(0.0, wait)
+
+    async def other_pending(self, run: int) -> int:
+        """Pending items that ``run`` did not plan: left by other selections, for ``worker``."""
+        rows = await self.read(
+            select(func.count()).where(
+                items.c.status == Status.PENDING.value,
+                or_(items.c.plan_run.is_(None), items.c.plan_run != run),
+            )
+        )
+        return int(rows[0][0])
 
     async def release(self, owner: str) -> None:
         """Give back every claim of ``owner`` without a result (a stopping run)."""
@@ -572,6 +558,29 @@ class Manifest:
         await self.execute(self._driver_sql(_RECORD), rows)
 
     # -- reading -------------------------------------------------------------------------
+
+    async def check_integrity(self) -> None:
+        """Raise ManifestError when a SQLite manifest's pages are damaged.
+
+        ``PRAGMA quick_check`` reads every page once (about a second per million items): the
+        counts ``status`` gives come from one index alone and would look fine over a damaged
+        table. PostgreSQL guards its own pages; nothing to do there.
+        """
+        if self.dialect != "sqlite":
+            return
+
+        async def work(connection: AsyncConnection) -> list[str]:
+            result = await connection.exec_driver_sql("PRAGMA quick_check(5)")
+            return [str(row[0]) for row in result.all()]
+
+        found = await self._run(work, write=False)
+        if found != ["ok"]:
+            where = self.engine.url.database
+            problem = found[0] if found else "no answer"
+            raise ManifestError(
+                f"manifest {where} is damaged ({problem}): restore it from a backup, or move it "
+                "aside and run 'allen-mirror mirror' to rebuild it"
+            )
 
     async def tallies(self) -> dict[str, Tally]:
         """Items and bytes per status."""
@@ -619,6 +628,11 @@ class Manifest:
             .group_by(items.c.claimed_by)
         )
         return {str(r[0]): (int(r[1]), r[2]) for r in rows}
+
+
+def _of_run(run: int | None) -> tuple[Any, ...]:
+    """The condition that scopes a query to the items ``run`` planned (none without one)."""
+    return () if run is None else (items.c.plan_run == run,)
 
 
 def tally_statement(*, by_data_set: bool) -> Any:

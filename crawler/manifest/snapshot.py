@@ -7,7 +7,7 @@ manifest with Alembic and requires its ``sqlite_master`` to equal this; after ad
 regenerate this file from such a manifest (the failing test prints the statements).
 """
 
-REVISION = "0005"
+REVISION = "0006"
 
 SQLITE: tuple[str, ...] = (
     (
@@ -35,7 +35,8 @@ SQLITE: tuple[str, ...] = (
         "\tlease_until DATETIME, \n"
         "\tcreated_at DATETIME NOT NULL, \n"
         "\tupdated_at DATETIME NOT NULL, \n"
-        "\tfetched_at DATETIME, previous_sha256 VARCHAR(64), problem VARCHAR(16), \n"
+        "\tfetched_at DATETIME, previous_sha256 VARCHAR(64), problem VARCHAR(16), "
+        "plan_run BIGINT, \n"
         "\tPRIMARY KEY (id), \n"
         "\tCONSTRAINT uq_items_ref UNIQUE (ref)\n"
         ")"
@@ -86,4 +87,5 @@ SQLITE: tuple[str, ...] = (
     ),
     "CREATE INDEX ix_items_claimed_by ON items (claimed_by) WHERE claimed_by IS NOT NULL",
     "CREATE INDEX ix_items_tally ON items (data_set_id, status, size)",
+    "CREATE INDEX ix_items_path ON items (path)",
 )

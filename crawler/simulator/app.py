@@ -15,7 +15,13 @@ from yarl import URL
 from crawler.simulator.catalogue import Catalogue
 from crawler.simulator.config import SimulatorConfig
 from crawler.simulator.counters import Counters
-from crawler.simulator.faults import ResponsePlan, choose_fault, plan_response
+from crawler.simulator.faults import (
+    ResponsePlan,
+    choose_fault,
+    endless_chunk,
+    patch_records,
+    plan_response,
+)
 from crawler.simulator.render import RenderCache
 from crawler.simulator.routes import resolve, route_kind, tile_server_location
 
@@ -55,6 +61,18 @@ async def _write(
             await asyncio.sleep(len(part) / rate)
 
 
+async def _trickle(
+    request: web.Request, response: web.StreamResponse, data: bytes, state: State
+) -> None:
+    """Write ``data`` a few bytes at a time at ``trickle_bytes_per_second``: never idle for long,
+    never done soon."""
+    rate = state.config.trickle_bytes_per_second
+    step = max(1, rate // 10)
+    for start in range(0, len(data), step):
+        await _write(request, response, data[start : start + step], state)
+        await asyncio.sleep(step / rate)
+
+
 async def execute(request: web.Request, plan: ResponsePlan, state: State) -> web.StreamResponse:
     """Carry out a plan: respond, truncate, stall or drop the connection."""
     response = web.StreamResponse(status=plan.status)
@@ -76,6 +94,12 @@ async def execute(request: web.Request, plan: ResponsePlan, state: State) -> web
         if plan.then == "stall":
             await asyncio.sleep(state.config.stall_seconds)
             await _write(request, response, plan.rest, state)
+        if plan.then == "trickle":
+            await _trickle(request, response, plan.rest, state)
+        if plan.then == "endless":
+            chunk = endless_chunk()
+            while True:  # until the client goes away (ConnectionError) or the server stops
+                await _write(request, response, chunk, state)
         await response.write_eof()
     except ConnectionError:
         pass  # the client went away: nothing left to deliver
@@ -100,6 +124,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
             overstate_total_rows=config.overstate_total_rows,
             cache=state.cache,
         )
+        if route == "rma":
+            reply = patch_records(reply, config.record_patches)
         fault = choose_fault(config, route, key, attempt, reply)
         location = None
         if reply.image_path is not None:

@@ -22,9 +22,18 @@ FAULT_KINDS: frozenset[str] = frozenset(
         "redirect",
         "corrupt_jpeg",
         "corrupt_grid",
+        "gzip_encoded",  # a correct body sent with Content-Encoding: gzip (not a fault to cure)
     }
 )
-PERMANENT_KINDS: frozenset[str] = frozenset({"http_500", "http_404", "corrupt_jpeg"})
+# Per image (``permanent_failures``) or per URL substring (``url_faults``), every attempt:
+# endless: a body that never ends; trickle: the body at ``trickle_bytes_per_second``;
+# bad_structure: FF D8, noise, FF D9 (a JPEG only by its first and last bytes).
+HOSTILE_KINDS: frozenset[str] = frozenset({"endless", "trickle", "bad_structure"})
+PERMANENT_KINDS: frozenset[str] = frozenset(
+    {"http_500", "http_404", "corrupt_jpeg", "gzip_encoded"} | HOSTILE_KINDS
+)
+# A record field set to this is left out of the record (``record_patches``).
+MISSING = "<missing>"
 
 
 @dataclass
@@ -40,6 +49,11 @@ class SimulatorConfig:
     bytes_per_second: int | None = None
     permanent_failures: dict[int, str] = field(default_factory=dict)
     overstate_total_rows: bool = True
+    # A fault for every URL containing the key, e.g. {"model::SectionImage": "endless"}.
+    url_faults: dict[str, str] = field(default_factory=dict)
+    # Malformed records: RMA rows whose id is the key get these fields (MISSING drops one).
+    record_patches: dict[int, dict[str, object]] = field(default_factory=dict)
+    trickle_bytes_per_second: int = 100
 
     def __post_init__(self) -> None:
         self.validate()
@@ -51,7 +65,11 @@ class SimulatorConfig:
         unknown = set(self.fault_kinds) - FAULT_KINDS
         if unknown:
             raise ValueError(f"unknown fault kinds: {sorted(unknown)}")
-        bad = {k: v for k, v in self.permanent_failures.items() if v not in PERMANENT_KINDS}
+        bad = {
+            k: v
+            for k, v in [*self.permanent_failures.items(), *self.url_faults.items()]
+            if v not in PERMANENT_KINDS
+        }
         if bad:
             raise ValueError(f"permanent failures must be one of {sorted(PERMANENT_KINDS)}: {bad}")
         if self.latency_ms < 0 or self.stall_seconds < 0 or self.retry_after_seconds < 0:

@@ -6,22 +6,27 @@ fails the same way however concurrent requests interleave; a retry draws afresh.
 
 from __future__ import annotations
 
+import dataclasses
+import gzip
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Literal
 
-from crawler.simulator.config import SimulatorConfig
+from crawler.simulator.config import MISSING, SimulatorConfig
 from crawler.simulator.routes import Reply
 
 _HTTP = frozenset({"http_500", "http_502", "http_503_retry_after", "http_429_retry_after"})
 _TRANSPORT = frozenset({"reset", "truncated", "stall", "html_outage", "empty_body"})
+_ENCODED = frozenset({"gzip_encoded"})
 APPLICABLE: dict[str, frozenset[str]] = {
-    "rma": _HTTP | _TRANSPORT | {"malformed_json"},
-    "image": _HTTP | _TRANSPORT | {"redirect", "corrupt_jpeg"},
-    "redirect": _HTTP | _TRANSPORT | {"corrupt_jpeg"},
-    "grid": _HTTP | _TRANSPORT | {"corrupt_grid"},
+    "rma": _HTTP | _TRANSPORT | _ENCODED | {"malformed_json"},
+    "image": _HTTP | _TRANSPORT | _ENCODED | {"redirect", "corrupt_jpeg"},
+    "redirect": _HTTP | _TRANSPORT | _ENCODED | {"corrupt_jpeg"},
+    "grid": _HTTP | _TRANSPORT | _ENCODED | {"corrupt_grid"},
     "other": frozenset(),
 }
+ENDLESS_CHUNK = 64 * 1024
 PERMANENT_PREFIX = "permanent_"
 
 OUTAGE_PAGE = (
@@ -46,8 +51,8 @@ class ResponsePlan:
     status: int = 200
     headers: tuple[tuple[str, str], ...] = ()  # includes Content-Type and Content-Length
     body: bytes = b""  # written first
-    then: Literal["finish", "close", "stall"] = "finish"
-    rest: bytes = b""  # written after a stall, if the client is still there
+    then: Literal["finish", "close", "stall", "endless", "trickle"] = "finish"
+    rest: bytes = b""  # written after a stall (or trickled), if the client is still there
     reset: bool = False  # close the connection before sending anything
 
 
@@ -63,6 +68,9 @@ def choose_fault(
     """The fault to inject, if any: permanent per-image failures first, then the random menu."""
     if reply.status != 200:
         return None  # an error is never dressed up further
+    for fragment, kind in config.url_faults.items():
+        if fragment in url:
+            return PERMANENT_PREFIX + kind
     if route in ("image", "redirect") and reply.image_id is not None:
         permanent = config.permanent_failures.get(reply.image_id)
         if permanent is not None:
@@ -102,6 +110,42 @@ def corrupt_jpeg(body: bytes) -> bytes:
 def corrupt_grid(body: bytes) -> bytes:
     """A grid file damaged in place: same length, its first bytes (the magic) zeroed."""
     return bytes(min(8, len(body))) + body[8:]
+
+
+def bad_structure(body: bytes) -> bytes:
+    """As long as ``body``, FF D8 ... FF D9, and noise between: a JPEG only at its edges."""
+    noise = bytearray()
+    counter = 0
+    while len(noise) < max(0, len(body) - 4):
+        noise += hashlib.blake2b(counter.to_bytes(8, "big"), digest_size=64).digest()
+        counter += 1
+    return b"\xff\xd8" + bytes(noise[: max(0, len(body) - 4)]) + b"\xff\xd9"
+
+
+def endless_chunk() -> bytes:
+    """What an endless body repeats: incompressible, never containing the JPEG end marker."""
+    return bad_structure(bytes(ENDLESS_CHUNK + 4))[2:-2].replace(b"\xff", b"\x00")
+
+
+def patch_records(reply: Reply, patches: dict[int, dict[str, object]]) -> Reply:
+    """Malformed API records: rows of an RMA envelope whose id is patched get odd fields."""
+    if not patches or reply.status != 200:
+        return reply
+    envelope = json.loads(reply.body)
+    rows = envelope.get("msg")
+    if not isinstance(rows, list):
+        return reply
+    for row in rows:
+        row_id = row.get("id") if isinstance(row, dict) else None
+        patch = patches.get(row_id) if isinstance(row_id, int) else None
+        if patch is None:
+            continue
+        for name, value in patch.items():
+            if value == MISSING:
+                row.pop(name, None)
+            else:
+                row[name] = value
+    return dataclasses.replace(reply, body=json.dumps(envelope).encode())
 
 
 def plan_response(
@@ -146,4 +190,16 @@ def plan_response(
         case "corrupt_jpeg" | "permanent_corrupt_jpeg":
             cut = corrupt_jpeg(reply.body)
             return ResponsePlan(200, _headers(reply.content_type, len(cut)), cut)
+        case "gzip_encoded" | "permanent_gzip_encoded":
+            packed = gzip.compress(reply.body, mtime=0)
+            encoded = (*reply.headers, ("Content-Encoding", "gzip"))
+            return ResponsePlan(200, _headers(reply.content_type, len(packed), encoded), packed)
+        case "permanent_bad_structure":
+            noise = bad_structure(reply.body)
+            return ResponsePlan(200, _headers(reply.content_type, len(noise)), noise)
+        case "permanent_endless":  # no Content-Length: chunked, for ever
+            start = reply.body[: len(reply.body) // 2]
+            return ResponsePlan(200, (("Content-Type", reply.content_type),), start, "endless")
+        case "permanent_trickle":
+            return ResponsePlan(200, full, b"", "trickle", reply.body)
     raise ValueError(f"unknown fault {fault!r}")
