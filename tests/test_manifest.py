@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 
 from crawler.manifest import Manifest, Status, open_manifest
+from crawler.manifest.base import _PENDING as PENDING_SQL
+from crawler.manifest.base import INSERT_CHUNK
 from crawler.manifest.database import SCHEMA_HEAD, async_url, head_revision
-from crawler.manifest.repository import _PENDING as PENDING_SQL
-from crawler.manifest.repository import INSERT_CHUNK, Outcome, Tally, tally_statement
+from crawler.manifest.repository import Outcome, Tally, tally_statement
 from crawler.plan import Item
 
 BASE = "http://api.test"

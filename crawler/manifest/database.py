@@ -19,8 +19,9 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from crawler.errors import ManifestError, UsageError
+from crawler.manifest.base import RETRY_SECONDS
 from crawler.manifest.errors import reason
-from crawler.manifest.repository import RETRY_SECONDS, Manifest
+from crawler.manifest.repository import Manifest
 from crawler.manifest.snapshot import REVISION as SCHEMA_HEAD
 
 if TYPE_CHECKING:
