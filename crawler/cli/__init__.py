@@ -5,7 +5,7 @@ One module per command group: ``fetching`` (mirror, plan, sync, worker, demo), `
 place errors become exit codes; ``common`` holds the shared options and parsing.
 """
 
-from crawler.cli import admin, fetching, inspecting  # noqa: F401 - they register the commands
+from crawler.cli import admin, export, fetching, inspecting  # noqa: F401 - they register the commands
 from crawler.cli.app import app, main, run
 from crawler.cli.common import parse_ids_text, parse_sections
 
