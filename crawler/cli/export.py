@@ -24,7 +24,11 @@ from crawler.cli.common import common_options, load, parse_ids, parse_sections
 @click.option("--labels", is_flag=True, help="Structure ids per pixel from the mirrored CCF.")
 @click.option("--dataset", "-d", multiple=True, help="Only this data set (repeatable).")
 @click.option("--sections", help="Only section numbers A-B (inclusive).")
-@click.option("--tier", multiple=True, type=int, help="Only this tier (downsample; repeatable).")
+@click.option(
+    "--tier",
+    type=click.IntRange(min=0),
+    help="The tier (downsample) to export [default: each image's coarsest mirrored].",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--log-format", help="console | json.")
 def export(
@@ -41,7 +45,7 @@ def export(
     labels: bool,
     dataset: tuple[str, ...],
     sections: str | None,
-    tier: tuple[int, ...],
+    tier: int | None,
     no_progress: bool,
     log_format: str | None,
 ) -> None:
@@ -71,7 +75,7 @@ def export(
         labels=labels,
         data_sets=parse_ids(list(dataset)) or None,
         sections=parse_sections(sections),
-        tiers=tier or None,
+        tiers=(tier,) if tier is not None else None,
     )
     check_fractions(val_fraction, test_fraction)
     check_shard_size(shard_size)

@@ -61,7 +61,7 @@ class ExportOptions:
     labels: bool = False
     data_sets: tuple[int, ...] | None = None
     sections: tuple[int, int] | None = None
-    tiers: tuple[int, ...] | None = None
+    tiers: tuple[int, ...] | None = None  # None: each image's coarsest mirrored tier
 
     def split(self, data_set_id: int) -> str:
         return split_of(data_set_id, self.seed, self.val_fraction, self.test_fraction)

@@ -155,6 +155,7 @@ def run_export(
             data_sets=options.data_sets,
             sections=options.sections,
             tiers=options.tiers,
+            one_tier=True,
             stats=report.reader,
         )
         for sample in samples:

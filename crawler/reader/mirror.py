@@ -67,6 +67,7 @@ class Filters:
     data_sets: tuple[int, ...] | None = None
     sections: tuple[int, int] | None = None
     tiers: tuple[int, ...] | None = None
+    one_tier: bool = False
 
     def section_ok(self, number: int) -> bool:
         return self.sections is None or self.sections[0] <= number <= self.sections[1]
@@ -167,18 +168,22 @@ class Mirror(AbstractContextManager["Mirror"]):
         data_sets: Iterable[int] | None = None,
         sections: tuple[int, int] | None = None,
         tiers: Iterable[int] | None = None,
+        one_tier: bool = False,
         stats: ReaderStats | None = None,
     ) -> Iterator[Sample]:
-        """Every intact sample, by data set id, image id, then tier (finest last).
+        """Every intact sample, by data set id, image id, then tier (coarsest first).
 
-        Only done items count; a sample whose files are missing or of the wrong size is
-        skipped and counted in ``stats`` (hashes are checked when a member is read).
+        An image mirrored at several tiers gives a sample per tier (their keys are equal), or
+        with ``one_tier`` only its coarsest (of ``tiers``, when given). Only done items count;
+        a sample whose files are missing or of the wrong size is skipped and counted in
+        ``stats`` (hashes are checked when a member is read).
         """
         filters = Filters(
             kinds=tuple(k for k in KINDS if k in set(kinds)),
             data_sets=tuple(data_sets) if data_sets is not None else None,
             sections=sections,
             tiers=tuple(tiers) if tiers is not None else None,
+            one_tier=one_tier,
         )
         stats = stats if stats is not None else ReaderStats()
         stats.items.update(self.not_done(filters))
@@ -200,6 +205,8 @@ class Mirror(AbstractContextManager["Mirror"]):
             if not filters.section_ok(int(image.get("section_number") or 0)):
                 continue
             for tier, found in by_tier.items():
+                if filters.one_tier and tier != next(iter(by_tier)):
+                    break
                 sample = self._sample(records, image, tier, found, filters, stats)
                 if sample is not None:
                     stats.samples += 1
