@@ -75,6 +75,18 @@ def test_names_kinds_and_fractions() -> None:
             check_fractions(val, test)
 
 
+@pytest.mark.parametrize(
+    ("name", "size"), [("a.jpg", 0), ("1_0001_2.projection.jpg", 177747), ("x" * 100, 5)]
+)
+def test_tar_header_is_what_tarfile_writes(name: str, size: int) -> None:
+    from crawler.export.shards import tar_header
+
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode, info.uid, info.gid = size, 0, 0o644, 0, 0
+    info.uname = info.gname = ""
+    assert tar_header(name, size) == info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict")
+
+
 def test_pyramid_shapes_and_halving() -> None:
     assert level_shapes(1000, 300) == [(1000, 300), (500, 150), (250, 75)]
     assert level_shapes(100, 80) == [(100, 80)]

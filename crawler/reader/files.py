@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,16 +39,21 @@ class CorruptFileError(AllenMirrorError):
 class Part:
     """One mirrored file: where it is and what the manifest says of it."""
 
-    path: Path
+    file: str  # the path as a string: a Path per file cost more than reading a small one
     relpath: str  # relative to OUT, as the manifest keeps it
     size: int
     sha256: str
     tile: tuple[int, int] | None = None  # (row, col) of a tile; None for a whole image
 
+    @property
+    def path(self) -> Path:
+        return Path(self.file)
+
     def read(self) -> bytes:
         """The file's bytes, checked against the recorded size and sha256 while read."""
         try:
-            data = self.path.read_bytes()
+            with open(self.file, "rb") as handle:
+                data = handle.read()
         except FileNotFoundError as exc:
             raise CorruptFileError(self.path, "missing") from exc
         if len(data) != self.size:
@@ -59,7 +65,7 @@ class Part:
     def intact(self) -> bool:
         """Present with the recorded size (a stat; the hash is checked when read)."""
         try:
-            return self.path.stat().st_size == self.size
+            return os.stat(self.file).st_size == self.size
         except OSError:
             return False
 

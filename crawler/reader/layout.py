@@ -60,6 +60,8 @@ def sample_key(data_set_id: int, section_number: int, image_id: int) -> str:
 
 def url_window(url: str) -> Window | None:
     """The ``range=rl,ru,gl,gu,bl,bu`` colour window a download URL asked for, if any."""
+    if "range=" not in url:  # most URLs: decided without parsing the query
+        return None
     values = parse_qs(urlsplit(url).query).get("range")
     if not values:
         return None

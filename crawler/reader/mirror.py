@@ -239,8 +239,9 @@ class Mirror(AbstractContextManager["Mirror"]):
         return Sample(key, tier, records, image, members, self.out)
 
     def _member(self, rows: MemberRows) -> Member | None:
+        root = str(self.out)
         parts = tuple(
-            Part(self.out / row.path, row.path, row.size, row.sha256, place.tile)
+            Part(f"{root}/{row.path}", row.path, row.size, row.sha256, place.tile)
             for row, place in rows.rows
         )
         if not all(part.intact() for part in parts):

@@ -27,6 +27,7 @@ class DataSetRecords:
     record: Mapping[str, Any]
     labels: Mapping[str, Any]
     images: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    fields: Mapping[str, Any] = field(default_factory=dict)  # see data_set_fields
 
     @property
     def id(self) -> int:
@@ -34,8 +35,8 @@ class DataSetRecords:
 
     @property
     def section_thickness(self) -> float | None:
-        value = self.record.get("section_thickness")
-        return float(value) if isinstance(value, int | float) and value > 0 else None
+        value = self.fields.get("section_thickness_um")
+        return float(value) if isinstance(value, float) else None
 
     @property
     def equalization(self) -> Window | None:
@@ -48,9 +49,7 @@ class DataSetRecords:
 
     @property
     def alignment3d(self) -> Mapping[str, Any] | None:
-        value = self.record.get("alignment3d")
-        if isinstance(value, list):  # a has_one some servers send as a list
-            value = value[0] if value else None
+        value = self.fields.get("alignment3d")
         return value if isinstance(value, Mapping) else None
 
 
@@ -75,6 +74,44 @@ def read_records(out: Path, data_set_id: int) -> DataSetRecords | None:
         for row in document.get("section_images") or []
         if isinstance(row, dict) and "id" in row
     }
-    return DataSetRecords(
-        record, labels if isinstance(labels, dict) else record_labels(record), images
-    )
+    labels = labels if isinstance(labels, dict) else record_labels(record)
+    return DataSetRecords(record, labels, images, data_set_fields(record, labels))
+
+
+def data_set_fields(record: Mapping[str, Any], labels: Mapping[str, Any]) -> dict[str, Any]:
+    """The metadata every sample of a data set shares, computed once per data set."""
+    thickness = record.get("section_thickness")
+    alignment = record.get("alignment3d")
+    if isinstance(alignment, list):  # a has_one some servers send as a list
+        alignment = alignment[0] if alignment else None
+    return {
+        "section_thickness_um": float(thickness)
+        if isinstance(thickness, int | float) and thickness > 0
+        else None,
+        "plane_of_section": _text(labels.get("plane_of_section")),
+        "products": [int(p["id"]) for p in _many(record.get("products")) if "id" in p],
+        "specimen": _text(_first(record.get("specimen")).get("name")),
+        "transgenic_lines": _texts(labels.get("transgenic_lines")),
+        "injection_structures": _texts(labels.get("injection_structures")),
+        "genes": _texts(labels.get("genes")),
+        "alignment3d": alignment if isinstance(alignment, Mapping) else None,
+    }
+
+
+def _many(value: Any) -> list[Mapping[str, Any]]:
+    if isinstance(value, Mapping):
+        return [value]
+    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
+
+
+def _first(value: Any) -> Mapping[str, Any]:
+    found = _many(value)
+    return found[0] if found else {}
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _texts(value: Any) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []

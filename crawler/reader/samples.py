@@ -111,7 +111,6 @@ def sample_metadata(
     every sample of an export has the same keys.
     """
     data_set, image = sample.data_set, sample.image
-    record, labels = data_set.record, data_set.labels
     hashes: dict[str, str | None] = {}
     for kind in KINDS:
         if kind in (kinds if kinds is not None else tuple(sample.members)):
@@ -123,6 +122,8 @@ def sample_metadata(
                 hashes[name] = sha256.get(name) if sha256 is not None else member.sha256
     window = sample.window
     alignment2d = image.get("alignment2d")
+    shared = data_set.fields
+    resolution = image.get("resolution")
     return {
         "key": sample.key,
         "data_set_id": sample.data_set_id,
@@ -132,41 +133,18 @@ def sample_metadata(
         "width": sample.width,
         "height": sample.height,
         "um_per_pixel": sample.um_per_pixel,
-        "resolution_um": _number(image.get("resolution")),
-        "section_thickness_um": data_set.section_thickness,
-        "plane_of_section": _text(labels.get("plane_of_section")),
-        "products": [int(p["id"]) for p in _many(record.get("products")) if "id" in p],
-        "specimen": _text(_first(record.get("specimen")).get("name")),
-        "transgenic_lines": _texts(labels.get("transgenic_lines")),
-        "injection_structures": _texts(labels.get("injection_structures")),
-        "genes": _texts(labels.get("genes")),
+        "resolution_um": float(resolution) if isinstance(resolution, int | float) else None,
+        "section_thickness_um": shared.get("section_thickness_um"),
+        "plane_of_section": shared.get("plane_of_section"),
+        "products": shared.get("products", []),
+        "specimen": shared.get("specimen"),
+        "transgenic_lines": shared.get("transgenic_lines", []),
+        "injection_structures": shared.get("injection_structures", []),
+        "genes": shared.get("genes", []),
         "colour_window": list(window) if window is not None else None,
         "members": [extension(kind) for kind in KINDS if kind in sample.members],
         "tiled": any(member.tiled for member in sample.members.values()),
         "alignment2d": alignment2d if isinstance(alignment2d, Mapping) else None,
-        "alignment3d": data_set.alignment3d,
+        "alignment3d": shared.get("alignment3d"),
         "sha256": hashes,
     }
-
-
-def _many(value: Any) -> list[Mapping[str, Any]]:
-    if isinstance(value, Mapping):
-        return [value]
-    return [v for v in value if isinstance(v, Mapping)] if isinstance(value, list) else []
-
-
-def _first(value: Any) -> Mapping[str, Any]:
-    found = _many(value)
-    return found[0] if found else {}
-
-
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _texts(value: Any) -> list[str]:
-    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
