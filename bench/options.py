@@ -6,7 +6,8 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-SECTIONS = ("throughput", "overhead", "scale", "memory")
+SECTIONS = ("throughput", "overhead", "scale", "memory")  # what a run measures by default
+EXTRA_SECTIONS = ("export",)  # only when named: --only export
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Options:
     scale_items: int = 1_000_000
     memory_items: tuple[int, ...] = (10_000, 100_000)
     memory_image_scale: float = 0.02  # ~1 kB images: a 100,000-item mirror is about requests
+    export_images: int = 20_000  # ~1 kB JPEGs exported to WebDataset, against tar cf
     only: tuple[str, ...] = SECTIONS
     write: Path | None = None
     json: Path | None = None
@@ -41,6 +43,7 @@ TINY = {
     "data_sets": 2,
     "scale_items": 3000,
     "memory_items": (60, 240),
+    "export_images": 200,
     "step_timeout": 120.0,
 }
 
@@ -55,7 +58,7 @@ def _counts(text: str) -> tuple[int, ...]:
 
 def _sections(text: str) -> tuple[str, ...]:
     chosen = tuple(part.strip() for part in text.split(",") if part.strip())
-    unknown = set(chosen) - set(SECTIONS)
+    unknown = set(chosen) - set(SECTIONS) - set(EXTRA_SECTIONS)
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown section(s): {', '.join(sorted(unknown))}")
     return chosen
@@ -79,7 +82,10 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument(
         "--memory-items", type=_counts, help="mirror sizes of the memory test [10000,100000]"
     )
-    parser.add_argument("--only", type=_sections, help=f"subset of {','.join(SECTIONS)}")
+    parser.add_argument("--export-images", type=int, help="images of the export bench [20000]")
+    parser.add_argument(
+        "--only", type=_sections, help=f"subset of {','.join(SECTIONS + EXTRA_SECTIONS)}"
+    )
     parser.add_argument("--tiny", action="store_true", help="a few dozen items: the smoke test")
     parser.add_argument("--write", type=Path, help="update this markdown file (BENCHMARKS.md)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
@@ -95,6 +101,7 @@ def parse(argv: list[str] | None = None) -> Options:
         "image_scale",
         "scale_items",
         "memory_items",
+        "export_images",
         "only",
         "write",
         "json",
@@ -108,6 +115,8 @@ def parse(argv: list[str] | None = None) -> Options:
         parser.error("--images, --concurrency and --repeat must be at least 1")
     if not options.latencies or any(latency < 0 for latency in options.latencies):
         parser.error("--latencies must be non-negative numbers")
+    if options.export_images < 1:
+        parser.error("--export-images must be at least 1")
     if not options.memory_items or min(options.memory_items) < 1 or options.scale_items < 1:
         parser.error("--memory-items and --scale-items must be positive")
     return options

@@ -133,3 +133,8 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
     """A client session for talking to ``served`` directly."""
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         yield session
+
+
+# The fleet fixtures (worker subprocesses on one PostgreSQL manifest), imported last: they use
+# the helpers above.
+from tests.fleet import config, slow_sim, spawn  # noqa: E402, F401

@@ -71,3 +71,39 @@ def plan_atlas_image(
 ) -> Iterator[Item]:
     """Items for one AtlasImage record of an atlas."""
     yield from plan_image(atlas_root(atlas_id), image, atlas_renderings(atlas_id, options), options)
+
+
+BASE = "http://api.test"
+
+
+def planned(count: int, data_set: int = 1) -> list[Item]:
+    return [
+        Item(
+            ref=f"/api/v2/section_image_download/{i}?downsample=4",
+            path=f"{data_set}/section/ds4/{i:04d}_{i}.jpg",
+            kind="section",
+            data_set_id=data_set,
+            image_id=i,
+        )
+        for i in range(1, count + 1)
+    ]
+
+
+async def differences_from_the_tables(url: str) -> list[object]:
+    """What Alembic's autogenerate would change to make a migrated manifest match models.py."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from crawler.manifest.database import create_engine, upgrade
+    from crawler.manifest.models import add_postgresql_clauses, metadata
+
+    await upgrade(url)
+    add_postgresql_clauses()
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            return await connection.run_sync(
+                lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
+            )
+    finally:
+        await engine.dispose()

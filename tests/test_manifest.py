@@ -18,22 +18,7 @@ from crawler.manifest.base import _PENDING as PENDING_SQL
 from crawler.manifest.base import INSERT_CHUNK
 from crawler.manifest.database import SCHEMA_HEAD, async_url, head_revision
 from crawler.manifest.repository import Outcome, Tally, tally_statement
-from crawler.plan import Item
-
-BASE = "http://api.test"
-
-
-def planned(count: int, data_set: int = 1) -> list[Item]:
-    return [
-        Item(
-            ref=f"/api/v2/section_image_download/{i}?downsample=4",
-            path=f"{data_set}/section/ds4/{i:04d}_{i}.jpg",
-            kind="section",
-            data_set_id=data_set,
-            image_id=i,
-        )
-        for i in range(1, count + 1)
-    ]
+from tests.planning import BASE, differences_from_the_tables, planned
 
 
 @pytest.fixture
@@ -297,26 +282,6 @@ async def test_a_cancelled_plan_keeps_whole_chunks_and_leaves_no_task_behind(
     pending = (await manifest.tallies())[Status.PENDING.value].items
     assert 0 < pending < len(items) and pending % INSERT_CHUNK == 0
     assert await manifest.add_items(items, BASE) == len(items) - pending  # the next run goes on
-
-
-async def differences_from_the_tables(url: str) -> list[object]:
-    """What Alembic's autogenerate would change to make a migrated manifest match models.py."""
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-
-    from crawler.manifest.database import create_engine, upgrade
-    from crawler.manifest.models import add_postgresql_clauses, metadata
-
-    await upgrade(url)
-    add_postgresql_clauses()
-    engine = create_engine(url)
-    try:
-        async with engine.connect() as connection:
-            return await connection.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
-            )
-    finally:
-        await engine.dispose()
 
 
 async def test_the_tables_are_what_the_migrations_make(tmp_path: Path) -> None:

@@ -23,17 +23,15 @@ from sqlalchemy.engine import make_url
 from crawler.manifest.models import items
 from crawler.simulator import SimulatorConfig, serve_in_thread
 from tests.conftest import small_catalogue
-from tests.test_workers import (  # the worker fixtures and helpers
+from tests.fleet import (  # the worker fixtures and helpers
     Spawn,
     assert_mirror_is_exact,
-    config,  # noqa: F401
     done_count,
     finish,
     gate,
     image_urls,
     plan,
     query,
-    spawn,  # noqa: F401
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -126,7 +124,7 @@ def proxied(pg_url: str) -> Iterator[tuple[str, CuttableProxy]]:
 def test_workers_ride_out_a_lost_database_connection(
     pg_url: str,
     proxied: tuple[str, CuttableProxy],
-    spawn: Spawn,  # noqa: F811
+    spawn: Spawn,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -156,7 +154,7 @@ def test_workers_ride_out_a_lost_database_connection(
 
 def test_a_stopped_worker_releases_its_claims_and_a_waiting_one_says_whose(
     pg_url: str,
-    spawn: Spawn,  # noqa: F811
+    spawn: Spawn,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:

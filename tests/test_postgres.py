@@ -17,7 +17,7 @@ from crawler.manifest.database import create_engine, current, downgrade, head_re
 from crawler.manifest.repository import Outcome
 from crawler.simulator import ThreadedSimulator, expected_bytes
 from tests.conftest import FAST, ls_rows, run_cli
-from tests.test_manifest import BASE, planned
+from tests.planning import BASE, planned
 
 pytestmark = pytest.mark.postgres
 
@@ -167,6 +167,6 @@ def test_an_unreachable_postgres_is_one_line(
 
 
 async def test_the_tables_are_what_the_migrations_make_on_postgresql(pg_url: str) -> None:
-    from tests.test_manifest import differences_from_the_tables
+    from tests.planning import differences_from_the_tables
 
     assert await differences_from_the_tables(pg_url) == []

@@ -17,7 +17,7 @@ from crawler.signals import Stop
 from crawler.simulator import SimulatorConfig, ThreadedSimulator, serve_in_thread
 from crawler.source import CursorSource, Planning
 from tests.conftest import FAST, mirror_data_set, small_catalogue
-from tests.test_manifest import planned
+from tests.planning import planned
 
 
 @pytest.fixture

@@ -6,7 +6,13 @@ One module per command group: ``fetching`` (mirror, plan, sync, worker, demo), `
 shared options and parsing.
 """
 
-from crawler.cli import admin, fetching, inspecting, locate  # noqa: F401 - they register the commands
+from crawler.cli import (  # noqa: F401 - they register the commands
+    admin,
+    export,
+    fetching,
+    inspecting,
+    locate,
+)
 from crawler.cli.app import app, main, run
 from crawler.cli.common import parse_ids_text, parse_sections
 
