@@ -8,6 +8,7 @@ exceptions are translated here, once (``translate_errors``).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Protocol, TypeVar
@@ -77,6 +78,8 @@ def _describe(exc: BaseException) -> str:
         return "too many redirects"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return "server closed the connection"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"cannot resolve host {exc.host}"
     if isinstance(exc, aiohttp.ClientConnectorError):
         return f"cannot connect to {exc.host}:{exc.port}"
     return f"connection failed ({exc.__class__.__name__})"
@@ -102,12 +105,23 @@ def translate_errors(url: str) -> Iterator[None]:
     try:
         yield
     except (TimeoutError, aiohttp.ClientError) as exc:
-        raise TransportError(_describe(exc), url=url) from exc
+        unresolved = isinstance(exc, aiohttp.ClientConnectorDNSError)
+        raise TransportError(_describe(exc), url=url, unresolved=unresolved) from exc
 
 
 def _status_error(response: aiohttp.ClientResponse, url: str) -> HTTPStatusError:
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
     return HTTPStatusError(response.status, url=url, retry_after=retry_after)
+
+
+FIRST_CONTACT_SECONDS = 10.0
+
+
+def first_contact(policy: RetryPolicy) -> RetryPolicy:
+    """Until the server has answered once, a refused or unresolvable host is a mistake (a typo
+    in --api-base, no network) more often than an outage: give up within seconds, not minutes."""
+    limit = min(policy.deadline or FIRST_CONTACT_SECONDS, FIRST_CONTACT_SECONDS)
+    return dataclasses.replace(policy, deadline=limit, retry_unresolved=False)
 
 
 class ApiClient:
@@ -127,6 +141,7 @@ class ApiClient:
         self.policy = retry_policy(settings)
         self.requests = 0
         self.retries = 0
+        self.reached = False
 
     @classmethod
     @asynccontextmanager
@@ -171,7 +186,10 @@ class ApiClient:
             self.retries += 1
             log.info("request.retry", url=shown, reason=str(error), attempt=attempt, wait_s=wait)
 
-        return await retrying(self.policy, once, on_retry)
+        policy = self.policy
+        if not self.reached:  # fail fast where waiting cannot help: see first_contact()
+            policy = first_contact(policy)
+        return await retrying(policy, once, on_retry)
 
     async def get_page(self, url: str) -> rma.Page:
         """One RMA page, retried until it parses or the policy gives up (then it raises)."""
@@ -188,6 +206,7 @@ class ApiClient:
                 self._turn(),
                 self.session.get(url, headers=ACCEPT_PAGE) as response,
             ):
+                self.reached = True  # the server answered: later failures are worth waiting for
                 body = await _read_page(response, shown)
                 if response.status != 200:
                     if (failure := rma.query_failure(body)) is not None:
@@ -218,6 +237,7 @@ class ApiClient:
                 self._turn(),
                 self.session.get(URL(url, encoded=True), headers=ACCEPT_DOWNLOAD) as response,
             ):
+                self.reached = True
                 if response.status != 200:
                     raise _status_error(response, shown)
                 if image:

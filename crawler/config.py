@@ -199,6 +199,12 @@ def _check(settings: Settings) -> Settings:
     if settings.log_level not in _LOG_LEVELS:
         problems.append(f"log-level must be one of {', '.join(_LOG_LEVELS)}")
     problems.extend(_plan_problems(settings))
+    if settings.api_base.rstrip("/").endswith("/api/v2"):
+        base = settings.api_base.rstrip("/")[: -len("/api/v2")]
+        problems.append(
+            f"api-base {settings.api_base!r} ends with /api/v2, which allen-mirror adds itself: "
+            f"use {base!r}"
+        )
     for name in ("api_base", "archive_base"):
         value = getattr(settings, name)
         if not value.startswith(("http://", "https://")):

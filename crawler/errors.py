@@ -56,6 +56,10 @@ class RemoteError(AllenMirrorError):
 class TransportError(RemoteError):
     """The connection failed, stalled or was cut before a complete answer arrived."""
 
+    def __init__(self, message: str, *, url: str | None = None, unresolved: bool = False) -> None:
+        super().__init__(message, url=url)
+        self.unresolved = unresolved  # the host name did not resolve (DNS)
+
 
 class HTTPStatusError(RemoteError):
     """The server answered with a status other than 200."""

@@ -65,6 +65,7 @@ class RetryPolicy:
     wait_max: float = 60.0
     retry_after_max: float = 300.0
     deadline: float = 1800.0  # seconds of retrying one request before giving up; 0 = none
+    retry_unresolved: bool = True  # a host name that did not resolve is asked again
 
 
 def backoff(policy: RetryPolicy, retry: int) -> float:
@@ -78,6 +79,8 @@ def next_wait(
 ) -> float | None:
     """Seconds to wait before attempt ``attempts + 1``, or None to give up."""
     decision = classify(error, retry_after_max=policy.retry_after_max)
+    if isinstance(error, TransportError) and error.unresolved and not policy.retry_unresolved:
+        return None
     if decision is False or attempts > policy.retries:
         return None
     wait = backoff(policy, attempts) if decision is True else float(decision)

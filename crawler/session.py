@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar
 
 import anyio
@@ -175,15 +176,40 @@ async def run_session(
             if locked_hint is None:
                 raise
             raise LockedError(f"{exc}; {locked_hint}") from None
+    database = sqlite_file(settings) if settings.exclusive else None
+    created = database is not None and not database.exists()
     try:
         manifest = await open_manifest(
             settings.manifest_url, retry_seconds=settings.manifest_retry_seconds
         )
         try:
             yield manifest
+        except Exception:
+            # A run that failed before planning anything leaves no empty manifest behind.
+            if created and database is not None:
+                with anyio.CancelScope(shield=True):
+                    empty = not await manifest.tallies()
+                    await manifest.close()
+                if empty:
+                    remove_sqlite(database)
+            raise
         finally:
             with anyio.CancelScope(shield=True):
                 await manifest.close()
     finally:
         if lock is not None:
             lock.release()
+
+
+def sqlite_file(settings: Settings) -> Path | None:
+    """The file of a SQLite manifest."""
+    from sqlalchemy.engine import make_url
+
+    database = make_url(settings.manifest_url).database
+    return Path(database) if database else None
+
+
+def remove_sqlite(database: Path) -> None:
+    """A SQLite database and its WAL files."""
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)

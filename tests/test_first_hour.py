@@ -92,3 +92,44 @@ def test_numeric_options_say_their_type_in_the_help(capsys: pytest.CaptureFixtur
     ):
         assert f"{option} {kind}" in help_text
     assert "Examples:" in help_text
+
+
+def test_an_api_base_ending_in_api_v2_gets_a_hint(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "plan", "--dataset", "1", "--api-base", "http://host.test/api/v2/")
+    assert result.code == 2
+    assert "ends with /api/v2, which allen-mirror adds itself: use 'http://host.test'" in result.err
+
+
+def test_an_unknown_host_fails_at_once_and_leaves_no_manifest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "m"
+    args = [
+        "--dataset",
+        "100141599",
+        "--out",
+        str(out),
+        "--api-base",
+        "http://no-such-host.invalid",
+    ]
+    result = run_cli(capsys, "mirror", *args, *FAST)
+    assert result.code == 1
+    assert "cannot resolve host no-such-host.invalid" in result.err
+    assert not (out / "manifest.sqlite").exists()  # nothing was planned: nothing to keep
+    assert "request.retry" not in result.err  # a name that does not resolve is not asked again
+
+
+def test_until_the_server_answered_once_retries_end_within_seconds() -> None:
+    from crawler.client import FIRST_CONTACT_SECONDS, first_contact
+    from crawler.errors import TransportError
+    from crawler.retry import RetryPolicy, next_wait
+
+    policy = first_contact(RetryPolicy(retries=100, wait_initial=1.0, wait_max=60.0))
+    refused = TransportError("cannot connect to 127.0.0.1:9")
+    waited, attempts = 0.0, 0
+    while (wait := next_wait(policy, refused, attempts + 1, waited)) is not None:
+        waited, attempts = waited + wait, attempts + 1
+    assert 0 < waited <= FIRST_CONTACT_SECONDS <= 10
+    unresolved = TransportError("cannot resolve host x.invalid", unresolved=True)
+    assert next_wait(policy, unresolved, 1, 0.0) is None
+    assert next_wait(RetryPolicy(), unresolved, 1, 0.0) is not None  # later: an outage, waited for
