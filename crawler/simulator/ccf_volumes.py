@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from crawler.simulator import ontology
+from crawler.simulator.grids import nrrd_header
 
 ARCHIVE_PREFIX = "/informatics-archive/current-release/mouse_ccf"
 RESOLUTIONS = (10, 25, 50, 100)
@@ -85,24 +86,7 @@ def intensity_at(i: ArrayLike, j: ArrayLike, k: ArrayLike, resolution: int) -> N
 
 def header(kind: str, resolution: int) -> bytes:
     """The NRRD header the archive's files carry (their field order and spelling)."""
-    nrrd_type = _NRRD_TYPES[kind][0]
-    lines = [
-        "NRRD0004",
-        "# Complete NRRD file format specification at:",
-        "# http://teem.sourceforge.net/nrrd/format.html",
-        f"type: {nrrd_type}",
-        "dimension: 3",
-        "space: left-posterior-superior",
-        "sizes: {} {} {}".format(*volume_shape(resolution)),
-        f"space directions: ({resolution},0,0) (0,{resolution},0) (0,0,{resolution})",
-        "kinds: domain domain domain",
-        "endian: little",
-        "encoding: gzip",
-        "space origin: (0,0,0)",
-        "",
-        "",
-    ]
-    return "\n".join(lines).encode("ascii")
+    return nrrd_header(_NRRD_TYPES[kind][0], volume_shape(resolution), resolution)
 
 
 @functools.lru_cache(maxsize=8)

@@ -70,26 +70,30 @@ def projection_nrrd(data_set_id: int, image: str, resolution: int) -> bytes:
         raise ParamError(f"resolution must be one of {RESOLUTIONS}")
     shape = grid_shape(resolution)
     spacing = resolution * GRID_SHRINK
-    header = "\n".join(
-        [
-            "NRRD0004",
-            "# Complete NRRD file format specification at:",
-            "# http://teem.sourceforge.net/nrrd/format.html",
-            "type: float",
-            "dimension: 3",
-            "space: left-posterior-superior",
-            "sizes: {} {} {}".format(*shape),
-            f"space directions: ({spacing},0,0) (0,{spacing},0) (0,0,{spacing})",
-            "kinds: domain domain domain",
-            "endian: little",
-            "encoding: gzip",
-            "space origin: (0,0,0)",
-            "",
-            "",
-        ]
-    )
+    header = nrrd_header("float", shape, spacing)
     data = _volume(f"{data_set_id}:{image}", shape, binary=image == "data_mask")
-    return header.encode("ascii") + gzip.compress(data, compresslevel=6, mtime=0)
+    return header + gzip.compress(data, compresslevel=6, mtime=0)
+
+
+def nrrd_header(nrrd_type: str, shape: tuple[int, int, int], spacing: float) -> bytes:
+    """The NRRD header Allen's files carry (their field order and spelling), gzip-encoded data."""
+    lines = [
+        "NRRD0004",
+        "# Complete NRRD file format specification at:",
+        "# http://teem.sourceforge.net/nrrd/format.html",
+        f"type: {nrrd_type}",
+        "dimension: 3",
+        "space: left-posterior-superior",
+        "sizes: {} {} {}".format(*shape),
+        f"space directions: ({spacing},0,0) (0,{spacing},0) (0,0,{spacing})",
+        "kinds: domain domain domain",
+        "endian: little",
+        "encoding: gzip",
+        "space origin: (0,0,0)",
+        "",
+        "",
+    ]
+    return "\n".join(lines).encode("ascii")
 
 
 def _mhd(name: str, shape: tuple[int, int, int]) -> str:
