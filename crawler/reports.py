@@ -89,6 +89,11 @@ def report_document(
             }
             for failure in report.failures
         ],
+        # seconds since fetching started, items and bytes done by then: a throughput chart
+        "timeline": [
+            {"seconds": seconds, "done": done, "bytes": nbytes}
+            for seconds, done, nbytes in report.timeline
+        ],
     }
 
 
