@@ -42,8 +42,15 @@ def settings_document(settings: Settings) -> dict[str, Any]:
 
 
 def default_report_path(out: Path, command: str, started: datetime) -> Path:
-    """``OUT/.reports/20261121T153000Z-mirror.json``."""
-    return out / REPORTS_DIR / f"{started.strftime('%Y%m%dT%H%M%S')}Z-{command}.json"
+    """``OUT/.reports/20261121T153000Z-mirror.json``; a second report of the same command in
+    the same second gets ``-2``, ``-3``... rather than overwriting the first."""
+    stem = f"{started.strftime('%Y%m%dT%H%M%S')}Z-{command}"
+    path = out / REPORTS_DIR / f"{stem}.json"
+    number = 2
+    while path.exists():
+        path = out / REPORTS_DIR / f"{stem}-{number}.json"
+        number += 1
+    return path
 
 
 def outcome_of(report: RunReport, error: BaseException | None) -> str:
@@ -90,6 +97,11 @@ def report_document(
                 "attempts": failure.attempts,
             }
             for failure in report.failures
+        ],
+        # seconds since fetching started, items and bytes done by then: a throughput chart
+        "timeline": [
+            {"seconds": seconds, "done": done, "bytes": nbytes}
+            for seconds, done, nbytes in report.timeline
         ],
     }
 

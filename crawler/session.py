@@ -24,7 +24,7 @@ from crawler.listing import check_manifest_exists
 from crawler.lock import OutputLock
 from crawler.manifest import Manifest, open_manifest
 from crawler.manifest.repository import Outcome
-from crawler.recorder import FetchStats
+from crawler.recorder import FetchStats, Sample
 
 
 @dataclass
@@ -64,6 +64,7 @@ class RunReport:
     missing: int = 0
     corrupt: int = 0
     repaired: int = 0
+    timeline: list[Sample] = field(default_factory=list)  # the fetch's throughput samples
 
     @property
     def exit_code(self) -> int:
@@ -79,6 +80,7 @@ class RunReport:
         self.failed += stats.failed
         self.bytes += stats.bytes
         self.failures.extend(stats.failures)
+        self.timeline.extend(stats.timeline)
         self.requests += requests
         self.retries += retries
 
