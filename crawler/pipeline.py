@@ -317,8 +317,13 @@ async def run_mirror(
                         settings, manifest, tools, source, owner=owner, command="mirror"
                     )
                 report.absorb(stats, tools.client.requests, tools.client.retries)
-            await note_other_pending(manifest, report, run)
-            report.remaining = await count_pending(manifest) - report.other_pending
+            if stop.requested:
+                # Planning may have been cut short: items this selection did not get to re-plan
+                # are not "other selections'", so everything pending is what a rerun resumes.
+                report.remaining = await count_pending(manifest)
+            else:
+                await note_other_pending(manifest, report, run)
+                report.remaining = await count_pending(manifest) - report.other_pending
         finally:
             report.seconds = time.monotonic() - started
             report.interrupted_by = stop.signal

@@ -183,8 +183,6 @@ class Planner:
         absent = [k for k in self.options.kinds if not plan.applies(k, context)]
         if absent:
             log.info("plan.kinds_not_applicable", data_set_id=data_set_id, kinds=absent)
-        with metadata_written(root):
-            await self._write_tile_indexes(root, images, renderings)
 
         def generate() -> Iterator[Item]:
             for image in images:
@@ -192,6 +190,10 @@ class Planner:
             yield from plan.plan_extras(record, self.options, context)
 
         planned, added = await self._record(generate())
+        # After the items: a full-resolution image's index lists every tile (tens of MB), and
+        # the downloads need not wait for it.
+        with metadata_written(root):
+            await self._write_tile_indexes(root, images, renderings)
         self.report.data_sets += 1
         self.report.images += len(images)
         log.info(
@@ -209,13 +211,13 @@ class Planner:
                     self.settings.out, target.atlas_id, target.images, fsync=self.settings.fsync
                 )
         renderings = plan.atlas_renderings(target.atlas_id, self.options)
-        with metadata_written(root):
-            await self._write_tile_indexes(root, images, renderings)
         planned, added = await self._record(
             item
             for image in images
             for item in plan.plan_image(root, image, renderings, self.options)
         )
+        with metadata_written(root):
+            await self._write_tile_indexes(root, images, renderings)
         self.report.atlases += 1
         self.report.images += len(images)
         log.info(
