@@ -286,7 +286,7 @@ async def run_mirror(
         recorded_run(manifest, settings, selection.describe(), report, report_file) as run,
     ):
         try:
-            await manifest.reopen(exclusive=settings.exclusive)
+            await manifest.reclaim(exclusive=settings.exclusive)
             async with run_tools(settings, manifest, stop, "mirror") as tools:
                 owner = owner_id()
                 planning = Planning()

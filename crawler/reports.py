@@ -42,15 +42,9 @@ def settings_document(settings: Settings) -> dict[str, Any]:
 
 
 def default_report_path(out: Path, command: str, started: datetime) -> Path:
-    """``OUT/.reports/20261121T153000Z-mirror.json``; a second report of the same command in
-    the same second gets ``-2``, ``-3``... rather than overwriting the first."""
-    stem = f"{started.strftime('%Y%m%dT%H%M%S')}Z-{command}"
-    path = out / REPORTS_DIR / f"{stem}.json"
-    number = 2
-    while path.exists():
-        path = out / REPORTS_DIR / f"{stem}-{number}.json"
-        number += 1
-    return path
+    """``OUT/.reports/20261121T153000.123456Z-mirror.json``: to the microsecond, so two runs in
+    the same second keep both reports, and the names sort in time order."""
+    return out / REPORTS_DIR / f"{started.strftime('%Y%m%dT%H%M%S.%f')}Z-{command}.json"
 
 
 def outcome_of(report: RunReport, error: BaseException | None) -> str:

@@ -77,7 +77,7 @@ async def run_sync(
         recorded_run(manifest, settings, selection.describe(), report, report_file) as run,
     ):
         try:
-            await manifest.reopen(exclusive=settings.exclusive)
+            await manifest.reclaim(exclusive=settings.exclusive)
             async with run_tools(settings, manifest, stop, "sync") as tools:
                 planner = Planner(settings, manifest, tools.client, report, run=run)
                 targets = await seed_targets(planner, selection, stop)

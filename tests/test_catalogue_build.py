@@ -43,7 +43,8 @@ def make_mirror(out: Path) -> int:
         first = main(["mirror", *common, *selection, *what, *extras])
         assert first == 1  # the broken image failed
         tiled = ["--dataset", str(CONNECTIVITY), "--tile", "128", "--sections", "1-2"]
-        assert main(["mirror", *common, *tiled]) == 1  # the broken image is tried again
+        # The broken image lies outside this selection: it stays for a run that selects it.
+        assert main(["mirror", *common, *tiled]) == 0
     return int(broken)
 
 

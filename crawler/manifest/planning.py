@@ -1,11 +1,12 @@
 """Recording planned items: idempotent on the URL, tagged with the run, one live item per path.
 
-Each chunk of planned items is one transaction of up to four statements:
+Each chunk of planned items is one transaction of up to six statements:
 
 1. insert the items not yet known (``ref`` is the natural key: a replan adds nothing);
 2. tag every planned item with the planning run (``plan_run``), so ``mirror`` and ``sync``
    fetch what their own selection planned and nothing other selections left pending;
-3. revive items of this plan that an earlier plan had superseded (only when any exist);
+3. give failed items of this plan another chance, and revive those an earlier plan had
+   superseded (each only when any exist: one probe of the status index);
 4. when an item was added or revived, supersede the other items of its path: a setting that
    changes a URL but not a path (quality, colour window, tile size) replaces the old item
    rather than leaving two items fighting over one file.
@@ -112,8 +113,15 @@ async def settle_chunk(
             .where(items.c.ref.in_(refs), or_(items.c.plan_run.is_(None), items.c.plan_run != run))
             .values(plan_run=run)
         )
+    if await _any_with(connection, Status.FAILED):
+        # A failed item planned again gets another chance; other selections' failures stay.
+        await connection.execute(
+            update(items)
+            .where(items.c.status == Status.FAILED.value, items.c.ref.in_(refs))
+            .values(status=Status.PENDING.value, updated_at=now)
+        )
     revived = 0
-    if await _any_superseded(connection):
+    if await _any_with(connection, Status.SUPERSEDED):
         result = await connection.execute(
             update(items)
             .where(items.c.status == Status.SUPERSEDED.value, items.c.ref.in_(refs))
@@ -148,7 +156,7 @@ async def settle_chunk(
         log.info("plan.superseded", items=superseded, revived=revived)
 
 
-async def _any_superseded(connection: AsyncConnection) -> bool:
-    """One probe of the status index: most manifests never hold a superseded item."""
-    statement = select(items.c.id).where(items.c.status == Status.SUPERSEDED.value).limit(1)
+async def _any_with(connection: AsyncConnection, status: Status) -> bool:
+    """One probe of the status index: most manifests hold no failed or superseded item."""
+    statement = select(items.c.id).where(items.c.status == status.value).limit(1)
     return (await connection.execute(statement)).first() is not None

@@ -21,20 +21,6 @@ T = TypeVar("T")
 class Upkeep(ManifestBase):
     """Resume, sync and verify bookkeeping."""
 
-    async def reopen(self, *, exclusive: bool) -> int:
-        """Start a run: failed items get another chance, stale claims are released.
-
-        ``exclusive`` (this process holds the output lock) releases every claim; otherwise
-        only claims whose lease has expired. Returns how many failed items were reopened.
-        """
-        result = await self.execute(
-            update(items)
-            .where(items.c.status == Status.FAILED.value)
-            .values(status=Status.PENDING.value, updated_at=utcnow())
-        )
-        await self.reclaim(exclusive=exclusive)
-        return int(result.rowcount or 0)
-
     async def reclaim(self, *, exclusive: bool) -> int:
         """Release stale claims: every claim when ``exclusive``, else those whose lease expired.
 
