@@ -68,10 +68,12 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     )
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, total: float) -> str:
     """aiohttp's and asyncio's failures in a few words."""
-    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+    if isinstance(exc, aiohttp.ServerTimeoutError):  # connect or idle-read timeout
         return "timed out (no data within the read timeout)"
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):  # the session's total timeout
+        return f"not complete after {total:g} s (max-item-seconds)"
     if isinstance(exc, aiohttp.ClientPayloadError):
         return "response body cut short"
     if isinstance(exc, aiohttp.TooManyRedirects):
@@ -85,28 +87,18 @@ def _describe(exc: BaseException) -> str:
     return f"connection failed ({exc.__class__.__name__})"
 
 
-@contextmanager
-def deadline(seconds: float, url: str) -> Iterator[None]:
-    """The whole request within ``seconds``: the idle-read timeout cannot catch a body that
-    trickles a few bytes at a time, this does (``max_item_seconds``)."""
-    with anyio.move_on_after(seconds) as scope:
-        yield
-    if scope.cancelled_caught:
-        raise TransportError(f"not complete after {seconds:g} s (max-item-seconds)", url=url)
-
-
 def over_limit(size: int, limit: int, url: str, what: str = "body") -> TooLargeError:
     return TooLargeError(f"{what} larger than {limit} bytes ({size}+ received)", url=url)
 
 
 @contextmanager
-def translate_errors(url: str) -> Iterator[None]:
+def translate_errors(url: str, total: float) -> Iterator[None]:
     """aiohttp's and asyncio's failures become our TransportError, naming what happened."""
     try:
         yield
     except (TimeoutError, aiohttp.ClientError) as exc:
         unresolved = isinstance(exc, aiohttp.ClientConnectorDNSError)
-        raise TransportError(_describe(exc), url=url, unresolved=unresolved) from exc
+        raise TransportError(_describe(exc, total), url=url, unresolved=unresolved) from exc
 
 
 def _status_error(response: aiohttp.ClientResponse, url: str) -> HTTPStatusError:
@@ -148,13 +140,14 @@ class ApiClient:
     async def open(
         cls, settings: Settings, limiter: RateLimiter | None = None
     ) -> AsyncIterator[ApiClient]:
-        """One session per run: keep-alive connections, capped at the concurrency. No total
-        timeout (it would cut a long download); a stalled body is cut by the idle-read one."""
+        """One session per run: keep-alive connections, capped at the concurrency. A stalled body
+        is cut by the idle-read timeout; one that trickles a few bytes at a time by the total
+        timeout, ``max_item_seconds`` (generous: it must not cut a long, moving download)."""
         connector = aiohttp.TCPConnector(
             limit=settings.concurrency, limit_per_host=settings.concurrency, ttl_dns_cache=300
         )
         timeout = aiohttp.ClientTimeout(
-            total=None,
+            total=settings.max_item_seconds,
             connect=settings.timeout,
             sock_connect=settings.timeout,
             sock_read=settings.timeout,
@@ -201,7 +194,7 @@ class ApiClient:
 
     async def _get_page_once(self, url: str) -> rma.Page:
         shown = mask_url(url)
-        with translate_errors(shown), deadline(self.settings.max_item_seconds, shown):
+        with translate_errors(shown, self.settings.max_item_seconds):
             async with (
                 self._turn(),
                 self.session.get(url, headers=ACCEPT_PAGE) as response,
@@ -232,7 +225,7 @@ class ApiClient:
         ``max_item_seconds``. The URL is already encoded (planned with urlencode).
         """
         shown = mask_url(url)
-        with translate_errors(shown), deadline(self.settings.max_item_seconds, shown):
+        with translate_errors(shown, self.settings.max_item_seconds):
             async with (
                 self._turn(),
                 self.session.get(URL(url, encoded=True), headers=ACCEPT_DOWNLOAD) as response,
