@@ -133,3 +133,19 @@ def test_until_the_server_answered_once_retries_end_within_seconds() -> None:
     unresolved = TransportError("cannot resolve host x.invalid", unresolved=True)
     assert next_wait(policy, unresolved, 1, 0.0) is None
     assert next_wait(RetryPolicy(), unresolved, 1, 0.0) is not None  # later: an outage, waited for
+
+
+def test_history_says_no_runs_yet_and_base_needs_yes(
+    sim: ThreadedSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "m"
+    planned = run_cli(capsys, "plan", "--dataset", "100141599", "--out", str(out),
+                      "--api-base", sim.base_url, *FAST)  # fmt: skip
+    assert planned.code == 0, planned.err
+    assert run_cli(capsys, "history", "--out", str(out)).out == "no runs yet\n"
+    refused = run_cli(capsys, "db", "downgrade", "base", "--out", str(out))
+    assert refused.code == 2 and "drops every table of the manifest: add --yes" in refused.err
+    assert run_cli(capsys, "ls", "--out", str(out)).out.count("\n") > 0  # nothing was dropped
+    dropped = run_cli(capsys, "db", "downgrade", "base", "--yes", "--out", str(out))
+    assert dropped.code == 0, dropped.err
+    assert run_cli(capsys, "db", "current", "--out", str(out)).out.startswith("none")

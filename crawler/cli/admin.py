@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -51,15 +52,27 @@ def db_current(out: Path | None, manifest: str | None, config: Path | None) -> N
 @db.command("downgrade")
 @common_options
 @click.argument("revision")
+@click.option("--yes", is_flag=True, help="Do not ask before 'base' drops every table.")
 def db_downgrade(
-    out: Path | None, manifest: str | None, config: Path | None, revision: str
+    out: Path | None, manifest: str | None, config: Path | None, revision: str, yes: bool
 ) -> None:
-    """Step the schema back to REVISION, such as 0002, -1 or base (which drops every table)."""
+    """Step the schema back to REVISION, such as 0002, -1 or base (which drops every table).
+
+    \b
+    Examples:
+      allen-mirror db downgrade 0004 --out /data/allen
+      allen-mirror db downgrade base --yes --manifest postgresql://host/allen
+    """
     from crawler.listing import check_manifest_exists
     from crawler.manifest.database import downgrade
 
     settings = load(config, out=out, manifest=manifest)
     check_manifest_exists(settings.manifest_url)
+    if revision == "base" and not yes:
+        # Dropping every table loses the whole record of the mirror: ask, or need --yes.
+        if not sys.stdin.isatty():
+            raise UsageError("'db downgrade base' drops every table of the manifest: add --yes")
+        click.confirm("Drop every table of the manifest (the record of the mirror)?", abort=True)
     click.echo(_revision(run_async(lambda: downgrade(settings.manifest_url, revision))))
 
 

@@ -82,6 +82,9 @@ def history(
             await handle.close()
 
     runs = run_async(main)
+    if not runs and not json_output:
+        click.echo("no runs yet")
+        return
     if json_output:
         for run in runs:
             click.echo(json.dumps(run, default=str, separators=(",", ":")))
