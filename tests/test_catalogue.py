@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from crawler.atlas import structure_at
+from crawler.atlas.annotation import values_at
 from crawler.catalogue.model import ImageRef, collapse, failure_reason, image_ref
 from crawler.catalogue.pages import DataSetView, SectionView, data_set_page, index_page, strip_of
-from crawler.catalogue.positions import structures_at
 from crawler.catalogue.records import describe
 from crawler.catalogue.svg import bar_chart, hbar_chart, human_bytes, nice_ceiling, rates
 from crawler.recorder import TIMELINE_POINTS, FetchStats, thin
@@ -199,5 +199,5 @@ def test_structures_at_reads_many_points_in_one_pass(tmp_path: Path, encoding: s
     points = [tuple(p) for p in rng.uniform(-30, 340, size=(300, 3))]
     points += [(0.0, 0.0, 0.0), (324.9, 199.9, 274.9), (float("nan"), 1.0, 1.0)]
     xs, ys, zs = np.asarray(points).T
-    assert structures_at(path, points) == [int(v) for v in structure_at(volume, 25.0, xs, ys, zs)]
-    assert structures_at(path, []) == []
+    assert values_at(path, points) == [int(v) for v in structure_at(volume, 25.0, xs, ys, zs)]
+    assert values_at(path, []) == []

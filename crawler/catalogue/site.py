@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from crawler.atlas.annotation import values_at
 from crawler.atlas.mirror import CCF_DIRECTORY, ONTOLOGY_FILE, annotation_file
 from crawler.atlas.ontology import read_ontology
 from crawler.catalogue.gather import Census, Spill
@@ -36,7 +37,7 @@ from crawler.catalogue.pages import (
     index_row,
     strip_of,
 )
-from crawler.catalogue.positions import section_centre, structures_at
+from crawler.catalogue.positions import section_centre
 from crawler.catalogue.records import Described, read_described, record_file
 from crawler.catalogue.thumbs import ThumbJob, Thumbnails, thumb_name
 from crawler.errors import AllenMirrorError
@@ -185,7 +186,7 @@ def ccf_positions(
         return text, "mirror with --with ontology,annotation to see the structure at each section"
     try:
         ontology = read_ontology(ontology_path)
-        found = structures_at(annotation, points)
+        found = values_at(annotation, points)
     except AllenMirrorError as exc:
         return text, f"structures not shown: {exc}"
     for key, structure_id in zip(keys, found, strict=True):
