@@ -8,7 +8,9 @@ exceptions are translated here, once (``translate_errors``).
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Protocol, TypeVar
@@ -30,7 +32,7 @@ from crawler.errors import (
     TransportError,
 )
 from crawler.redact import mask_url
-from crawler.retry import GaveUp, RetryPolicy, parse_retry_after, retrying
+from crawler.retry import GaveUp, RetryPolicy, parse_retry_after, reason_of, retrying
 from crawler.store import Part
 
 log = structlog.get_logger("crawler.client")
@@ -68,23 +70,23 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     )
 
 
-def _describe(exc: BaseException, total: float) -> str:
-    """aiohttp's and asyncio's failures in a few words."""
+def _describe(exc: BaseException, total: float) -> tuple[str, str]:
+    """aiohttp's and asyncio's failures in a few words, and a one-word reason for metrics."""
     if isinstance(exc, aiohttp.ServerTimeoutError):  # connect or idle-read timeout
-        return "timed out (no data within the read timeout)"
+        return "timed out (no data within the read timeout)", "timeout"
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):  # the session's total timeout
-        return f"not complete after {total:g} s (max-item-seconds)"
+        return f"not complete after {total:g} s (max-item-seconds)", "total_timeout"
     if isinstance(exc, aiohttp.ClientPayloadError):
-        return "response body cut short"
+        return "response body cut short", "body_cut"
     if isinstance(exc, aiohttp.TooManyRedirects):
-        return "too many redirects"
+        return "too many redirects", "redirects"
     if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return "server closed the connection"
+        return "server closed the connection", "disconnected"
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return f"cannot resolve host {exc.host}"
+        return f"cannot resolve host {exc.host}", "dns"
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect to {exc.host}:{exc.port}"
-    return f"connection failed ({exc.__class__.__name__})"
+        return f"cannot connect to {exc.host}:{exc.port}", "connect"
+    return f"connection failed ({exc.__class__.__name__})", "connection"
 
 
 def over_limit(size: int, limit: int, url: str, what: str = "body") -> TooLargeError:
@@ -98,7 +100,8 @@ def translate_errors(url: str, total: float) -> Iterator[None]:
         yield
     except (TimeoutError, aiohttp.ClientError) as exc:
         unresolved = isinstance(exc, aiohttp.ClientConnectorDNSError)
-        raise TransportError(_describe(exc, total), url=url, unresolved=unresolved) from exc
+        message, reason = _describe(exc, total)
+        raise TransportError(message, url=url, unresolved=unresolved, reason=reason) from exc
 
 
 def _status_error(response: aiohttp.ClientResponse, url: str) -> HTTPStatusError:
@@ -133,6 +136,10 @@ class ApiClient:
         self.policy = retry_policy(settings)
         self.requests = 0
         self.retries = 0
+        self.retry_reasons: collections.Counter[str] = collections.Counter()  # reason_of() words
+        # When each request in flight took its slot (the progress bar names stalls with it).
+        self.in_flight: dict[int, float] = {}
+        self.observe: Callable[[float], None] | None = None  # a latency histogram, when metrics
         self.reached = False
 
     @classmethod
@@ -168,7 +175,14 @@ class ApiClient:
             if self.rate is not None:
                 await self.rate.acquire()
             self.requests += 1
-            yield
+            number, started = self.requests, time.monotonic()
+            self.in_flight[number] = started
+            try:
+                yield
+            finally:
+                del self.in_flight[number]
+                if self.observe is not None:
+                    self.observe(time.monotonic() - started)
 
     async def retrying(self, once: Callable[[], Awaitable[T]], url: str) -> tuple[T, int]:
         """``once`` under the run's retry policy; (result, attempts), or GaveUp."""
@@ -177,6 +191,7 @@ class ApiClient:
 
         def on_retry(error: RemoteError, attempt: int, wait: float) -> None:
             self.retries += 1
+            self.retry_reasons[reason_of(error)] += 1
             log.info("request.retry", url=shown, reason=str(error), attempt=attempt, wait_s=wait)
 
         policy = self.policy

@@ -76,6 +76,8 @@ class Settings:
     lease_seconds: float = 600.0  # a claim not renewed for this long may be taken by another
     manifest_retry_seconds: float = 120.0  # how long a lost database connection is waited for
     poll_seconds: float = 10.0  # worker --follow: how often to look for new pending items
+    metrics_port: int | None = None  # serve Prometheus metrics on this port during the run
+    metrics_file: Path | None = None  # write them here (node-exporter textfile) at the end
 
     @property
     def manifest_url(self) -> str:
@@ -194,6 +196,8 @@ def _check(settings: Settings) -> Settings:
         problems.append(f"lease-seconds must be at least 1, got {settings.lease_seconds}")
     if settings.poll_seconds <= 0:
         problems.append(f"poll-seconds must be positive, got {settings.poll_seconds}")
+    if settings.metrics_port is not None and not 1 <= settings.metrics_port <= 65535:
+        problems.append(f"metrics-port must be between 1 and 65535, got {settings.metrics_port}")
     if settings.log_format not in _LOG_FORMATS:
         problems.append(f"log-format must be one of {', '.join(_LOG_FORMATS)}")
     if settings.log_level not in _LOG_LEVELS:

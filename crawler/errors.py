@@ -56,9 +56,17 @@ class RemoteError(AllenMirrorError):
 class TransportError(RemoteError):
     """The connection failed, stalled or was cut before a complete answer arrived."""
 
-    def __init__(self, message: str, *, url: str | None = None, unresolved: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        unresolved: bool = False,
+        reason: str = "connection",
+    ) -> None:
         super().__init__(message, url=url)
         self.unresolved = unresolved  # the host name did not resolve (DNS)
+        self.reason = reason  # a short word for metrics: timeout, disconnected, dns, ...
 
 
 class HTTPStatusError(RemoteError):

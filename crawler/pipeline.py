@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 import structlog
@@ -39,9 +40,13 @@ from crawler.signals import Stop, watch_signals
 from crawler.source import CursorSource, LeasedSource, Planning, Source
 from crawler.store import Store
 
+if TYPE_CHECKING:
+    from crawler.metrics import RunMetrics  # prometheus_client loads only when asked for
+
 log = structlog.get_logger("crawler.pipeline")
 
 HEARTBEAT = 5.0  # seconds between the workers table's heartbeats
+QUEUE_EVERY = 1.0  # seconds between counts of pending items, when metrics are served
 
 
 def local_store(settings: Settings) -> LocalStore:
@@ -98,20 +103,27 @@ class Tools:
     store: Store
     progress: RunProgress
     stop: Stop
+    metrics: RunMetrics | None = None
 
 
 @asynccontextmanager
 async def run_tools(
-    settings: Settings, manifest: Manifest, stop: Stop, description: str
+    settings: Settings,
+    manifest: Manifest,
+    stop: Stop,
+    description: str,
+    metrics: RunMetrics | None = None,
 ) -> AsyncIterator[Tools]:
     """The client, store and progress bar of a run, with its signals watched."""
     async with (
         ApiClient.open(settings, limiter_for(settings, manifest)) as client,
         anyio.create_task_group() as group,
     ):
+        if metrics is not None:
+            metrics.watch_client(client)
         group.start_soon(watch_signals, stop, settings.grace_seconds)
         with RunProgress(settings.progress, description) as progress:
-            yield Tools(client, local_store(settings), progress, stop)
+            yield Tools(client, local_store(settings), progress, stop, metrics)
         group.cancel_scope.cancel()
 
 
@@ -146,6 +158,11 @@ async def fetch_pending(
     try:
         async with anyio.create_task_group() as beating:
             beating.start_soon(_heartbeat, manifest, owner, tools.client, recorder.stats)
+            if tools.metrics is not None:
+                tools.metrics.watch_fetch(
+                    recorder.stats, lambda: work_send.statistics().current_buffer_used
+                )
+                beating.start_soon(_measure_queue, manifest, tools.metrics)
             async with anyio.create_task_group() as stages:
                 stages.start_soon(source.run, work_send)
                 stages.start_soon(_fetch, tools, work_receive, fetched_send, settings.concurrency)
@@ -176,6 +193,13 @@ def _beat(client: ApiClient, stats: FetchStats, rate: float) -> workers.Beat:
         bytes=stats.bytes,
         rate=round(rate, 3),
     )
+
+
+async def _measure_queue(manifest: Manifest, metrics: RunMetrics) -> None:
+    """The queue depth for the metrics: pending items, counted every ``QUEUE_EVERY`` seconds."""
+    while True:
+        metrics.pending = await manifest.count_pending()
+        await anyio.sleep(QUEUE_EVERY)
 
 
 async def _heartbeat(manifest: Manifest, owner: str, client: ApiClient, stats: FetchStats) -> None:
@@ -271,7 +295,11 @@ async def run_plan(settings: Settings, selection: Selection) -> RunReport:
 
 
 async def run_mirror(
-    settings: Settings, selection: Selection, *, report_file: Path | None = None
+    settings: Settings,
+    selection: Selection,
+    *,
+    report_file: Path | None = None,
+    metrics: RunMetrics | None = None,
 ) -> RunReport:
     """Plan the selection and fetch every pending item, resuming whatever came before.
 
@@ -287,7 +315,7 @@ async def run_mirror(
     ):
         try:
             await manifest.reclaim(exclusive=settings.exclusive)
-            async with run_tools(settings, manifest, stop, "mirror") as tools:
+            async with run_tools(settings, manifest, stop, "mirror", metrics) as tools:
                 owner = owner_id()
                 planning = Planning()
                 source = make_source(

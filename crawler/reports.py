@@ -36,6 +36,7 @@ def settings_document(settings: Settings) -> dict[str, Any]:
     """The settings of a run, JSON-ready, without secrets."""
     document = dataclasses.asdict(settings)
     document["out"] = str(settings.out)
+    document["metrics_file"] = str(settings.metrics_file) if settings.metrics_file else None
     document["manifest"] = safe_url(settings.manifest_url)
     document["api_base"] = mask_url(settings.api_base)
     return document

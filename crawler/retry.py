@@ -56,6 +56,17 @@ def classify(exc: BaseException, *, retry_after_max: float) -> bool | float:
     return isinstance(exc, TransportError | ContentError)
 
 
+def reason_of(error: RemoteError) -> str:
+    """A short, bounded word for why a request failed (a metrics label): http_503, timeout..."""
+    if isinstance(error, HTTPStatusError):
+        return f"http_{error.status}"
+    if isinstance(error, TransportError):
+        return error.reason
+    if isinstance(error, ContentError):
+        return "bad_content"
+    return "other"
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How hard to try: retries after the first attempt, the backoff and the caps."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -32,6 +33,9 @@ from crawler.selection import Selection
 from crawler.session import RunReport, owner_id, run_session
 from crawler.signals import Stop
 from crawler.source import Planning
+
+if TYPE_CHECKING:
+    from crawler.metrics import RunMetrics
 
 log = structlog.get_logger("crawler.sync")
 
@@ -67,6 +71,7 @@ async def run_sync(
     prune: bool = False,
     recheck: bool = False,
     report_file: Path | None = None,
+    metrics: RunMetrics | None = None,
 ) -> RunReport:
     """Bring a mirror up to date with the API."""
     report = RunReport(command="sync")
@@ -78,7 +83,7 @@ async def run_sync(
     ):
         try:
             await manifest.reclaim(exclusive=settings.exclusive)
-            async with run_tools(settings, manifest, stop, "sync") as tools:
+            async with run_tools(settings, manifest, stop, "sync", metrics) as tools:
                 planner = Planner(settings, manifest, tools.client, report, run=run)
                 targets = await seed_targets(planner, selection, stop)
                 await prepare(planner, targets, tools, manifest, report)

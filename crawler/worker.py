@@ -10,6 +10,7 @@ a second one is refused (exit 3).
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -19,6 +20,9 @@ from crawler.session import RunReport, owner_id, run_session
 from crawler.signals import Stop
 from crawler.source import Planning
 
+if TYPE_CHECKING:
+    from crawler.metrics import RunMetrics
+
 log = structlog.get_logger("crawler.worker")
 
 LOCKED_HINT = (
@@ -27,7 +31,9 @@ LOCKED_HINT = (
 )
 
 
-async def run_worker(settings: Settings, *, follow: bool = False) -> RunReport:
+async def run_worker(
+    settings: Settings, *, follow: bool = False, metrics: RunMetrics | None = None
+) -> RunReport:
     """Fetch pending items until none is left (or, with ``follow``, until a signal)."""
     report = RunReport(command="worker")
     started = time.monotonic()
@@ -39,7 +45,7 @@ async def run_worker(settings: Settings, *, follow: bool = False) -> RunReport:
         owner = owner_id()
         log.info("worker.start", owner=owner, reclaimed=reclaimed, follow=follow)
         planning = Planning(finished=True)  # a worker plans nothing: what is pending is the job
-        async with run_tools(settings, manifest, stop, "worker") as tools:
+        async with run_tools(settings, manifest, stop, "worker", metrics) as tools:
             source = make_source(
                 settings, manifest, tools.store, owner, planning, stop, follow=follow
             )

@@ -23,6 +23,7 @@ from crawler.logs import uses_json
 from crawler.selection import Selection
 
 if TYPE_CHECKING:
+    from crawler.metrics import RunMetrics
     from crawler.session import RunReport
 
 MAX_LISTED_FAILURES = 50
@@ -163,6 +164,38 @@ def selection_options(function: F) -> F:
     for option in reversed(options):
         function = option(function)
     return common_options(function)
+
+
+def metrics_options(function: F) -> F:
+    """Prometheus metrics of a long run (crawler/metrics.py)."""
+    options = [
+        click.option(
+            "--metrics-port",
+            type=click.IntRange(1, 65535),
+            help="Serve Prometheus metrics on this port while the run lasts.",
+        ),
+        click.option(
+            "--metrics-file",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Write the metrics here at the end (node-exporter textfile format, .prom).",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def measured(
+    settings: Settings, command: str, run: Callable[[RunMetrics | None], Awaitable[RunReport]]
+) -> RunReport:
+    """Run a fetching command with its metrics served and written, when asked for."""
+    from crawler.metrics import run_metrics
+
+    with run_metrics(settings, command) as metrics:
+        report = run_async(lambda: run(metrics))
+        if metrics is not None:
+            metrics.end(report, report.exit_code, report.seconds)
+    return report
 
 
 def item_limit_options() -> list[Callable[[F], F]]:

@@ -13,6 +13,8 @@ from crawler.cli.common import (
     common_options,
     finish,
     load,
+    measured,
+    metrics_options,
     report_option,
     run_async,
     selection_options,
@@ -43,6 +45,7 @@ def show_dry_run(settings: Settings, selection: Selection) -> None:
 @selection_options
 @report_option
 @dry_run_option
+@metrics_options
 def mirror(report_file: Path | None, dry_run: bool, **options: Any) -> None:
     """Mirror every section image of the selected data sets (resumes what came before).
 
@@ -57,7 +60,12 @@ def mirror(report_file: Path | None, dry_run: bool, **options: Any) -> None:
     settings, selection = selection_settings(options)
     if dry_run:
         return show_dry_run(settings, selection)
-    finish(run_async(lambda: run_mirror(settings, selection, report_file=report_file)), settings)
+    report = measured(
+        settings,
+        "mirror",
+        lambda metrics: run_mirror(settings, selection, report_file=report_file, metrics=metrics),
+    )
+    finish(report, settings)
 
 
 @app.command()
@@ -66,6 +74,7 @@ def mirror(report_file: Path | None, dry_run: bool, **options: Any) -> None:
 @click.option("--prune", is_flag=True, help="Delete the files of items the API no longer lists.")
 @click.option("--recheck", is_flag=True, help="Re-download done items and count changed ones.")
 @dry_run_option
+@metrics_options
 def sync(
     report_file: Path | None, prune: bool, recheck: bool, dry_run: bool, **options: Any
 ) -> None:
@@ -81,8 +90,17 @@ def sync(
     settings, selection = selection_settings(options)
     if dry_run:
         return show_dry_run(settings, selection)
-    report = run_async(
-        lambda: run_sync(settings, selection, prune=prune, recheck=recheck, report_file=report_file)
+    report = measured(
+        settings,
+        "sync",
+        lambda metrics: run_sync(
+            settings,
+            selection,
+            prune=prune,
+            recheck=recheck,
+            report_file=report_file,
+            metrics=metrics,
+        ),
     )
     finish(report, settings)
 
@@ -104,7 +122,7 @@ def demo(**options: Any) -> None:
         options["archive_base"] = options["archive_base"] or simulator.base_url + ARCHIVE_PREFIX
         click.echo(f"simulator of the Allen API at {simulator.base_url}", err=True)
         assert mirror.callback is not None
-        mirror.callback(None, False, **options)
+        mirror.callback(None, False, metrics_port=None, metrics_file=None, **options)
 
 
 @app.command()
@@ -146,9 +164,13 @@ def plan(**options: Any) -> None:
 @click.option("--follow", is_flag=True, help="Keep polling for new items until a signal.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--log-format", help="console | json [default: console on a TTY, else json].")
+@metrics_options
 def worker(config: Path | None, follow: bool, no_progress: bool, **options: Any) -> None:
     """Fetch pending items that others planned; run as many as you like on a Postgres manifest."""
     from crawler.worker import run_worker
 
     settings = load(config, progress=False if no_progress else None, **options)
-    finish(run_async(lambda: run_worker(settings, follow=follow)), settings)
+    report = measured(
+        settings, "worker", lambda metrics: run_worker(settings, follow=follow, metrics=metrics)
+    )
+    finish(report, settings)

@@ -182,6 +182,11 @@ class Queue(ManifestBase):
         wait: float = (row[2] - clock).total_seconds()
         return max(0.0, wait)
 
+    async def count_pending(self) -> int:
+        """Pending items, all selections: the queue's depth (an index range, not a scan)."""
+        rows = await self.read(select(func.count()).where(items.c.status == Status.PENDING.value))
+        return int(rows[0][0])
+
     async def other_pending(self, run: int) -> int:
         """Pending items that ``run`` did not plan: left by other selections, for ``worker``."""
         rows = await self.read(
