@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
-from datetime import datetime
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -15,6 +15,9 @@ from crawler.errors import ManifestError, UsageError
 from crawler.manifest import Manifest, Status, open_manifest, workers
 from crawler.manifest.database import is_sqlite
 from crawler.manifest.repository import Tally
+from crawler.retry import utcnow
+
+RATE_WINDOW = 60  # seconds of done items the live rate of ``status`` is measured over
 
 LS_FIELDS = (
     "url",
@@ -71,10 +74,14 @@ async def open_existing(manifest_url: str) -> Manifest:
     return await open_manifest(manifest_url)
 
 
+def utc_text(moment: datetime) -> str:
+    """A stored timestamp (naive UTC) as people and programs read it: 2026-11-21T15:30:00Z.
+    Every time ``ls``, ``status``, ``history`` and the reports show is written this way."""
+    return moment.isoformat(timespec="seconds") + "Z"
+
+
 def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat(timespec="seconds") + "Z"
-    return value
+    return utc_text(value) if isinstance(value, datetime) else value
 
 
 async def item_rows(manifest: Manifest, status: str | None) -> AsyncIterator[dict[str, Any]]:
@@ -125,6 +132,8 @@ async def status_document(manifest: Manifest) -> dict[str, Any]:
         if status == Status.DONE.value:
             entry["bytes"] = tally.bytes
     counts = {s.value: totals.get(s.value, Tally()).items for s in Status}
+    now = utcnow()
+    recent, oldest = await manifest.done_since(now - timedelta(seconds=RATE_WINDOW))
     return {
         "items": sum(counts.values()),
         "counts": counts,
@@ -135,28 +144,52 @@ async def status_document(manifest: Manifest) -> dict[str, Any]:
             for owner, (n, until) in holders.items()
         },
         "workers": live,
+        "recent": live_rate(recent, oldest, now),
     }
 
 
-def write_status(document: dict[str, Any], stream: TextIO) -> None:
-    """The human view of ``status``."""
+def live_rate(recent: Tally, oldest: datetime | None, now: datetime) -> dict[str, Any]:
+    """Items and bytes per second over the items done within the last ``RATE_WINDOW`` seconds:
+    measured from the oldest of them (a run that began 10 s ago is not averaged over a minute),
+    over at least a second, so one batch recorded at once does not read as a burst."""
+    if not recent.items or oldest is None:
+        return {"window_s": RATE_WINDOW, "items": 0, "items_per_s": 0.0, "bytes_per_s": 0.0}
+    span = min(max((now - oldest).total_seconds(), 1.0), RATE_WINDOW)
+    return {
+        "window_s": RATE_WINDOW,
+        "items": recent.items,
+        "items_per_s": round(recent.items / span, 2),
+        "bytes_per_s": round(recent.bytes / span, 1),
+    }
+
+
+def write_status(document: dict[str, Any], stream: TextIO, size: Callable[[int], str]) -> None:
+    """The human view of ``status``: sizes through ``size`` (e.g. 3.7 MB), times in UTC."""
     counts = document["counts"]
     stream.write(
         f"{document['items']} items: "
         + ", ".join(f"{counts[s.value]} {s.value}" for s in Status)
-        + f"; {document['bytes']} bytes on disk\n"
+        + f"; {size(document['bytes'])} on disk\n"
     )
+    recent = document["recent"]
+    if recent["items"]:
+        stream.write(
+            f"  now: {recent['items_per_s']:.1f} items/s, {size(round(recent['bytes_per_s']))}/s "
+            f"({recent['items']} done in the last {recent['window_s']} s)\n"
+        )
     for data_set_id, entry in document["data_sets"].items():
         stream.write(
             f"  data set {data_set_id}: "
             + ", ".join(f"{entry[s.value]} {s.value}" for s in Status)
-            + f"; {entry['bytes']} bytes\n"
+            + f"; {size(entry['bytes'])}\n"
         )
     for entry in document["workers"]:
+        beaten = entry["last_seen"] != entry["started_at"]
+        rate = f"{entry['rate']:.1f} requests/s" if beaten else "starting"
         stream.write(
             f"  worker {entry['id']} ({entry['command']}, since {entry['started_at']}): "
-            f"{entry['rate']:.1f} requests/s, {entry['done']} done, {entry['failed']} failed, "
-            f"last seen {entry['last_seen']}\n"
+            f"{rate}, {entry['done']} done, {entry['failed']} failed, "
+            f"{size(entry['bytes'])}, last seen {entry['last_seen']}\n"
         )
     for owner, claim in document["claims"].items():
         stream.write(f"  held by {owner}: {claim['items']} items until {claim['lease_until']}\n")

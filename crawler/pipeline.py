@@ -284,13 +284,16 @@ async def run_plan(settings: Settings, selection: Selection) -> RunReport:
     started = time.monotonic()
     async with (
         run_session(settings, "plan") as manifest,
+        recorded_run(manifest, settings, selection.describe(), report, None),
         ApiClient.open(settings, limiter_for(settings, manifest)) as client,
     ):
-        planner = Planner(settings, manifest, client, report)
-        await planner.plan_all(await planner.records(selection))
-        report.requests = client.requests
-        report.retries = client.retries
-    report.seconds = time.monotonic() - started
+        try:
+            planner = Planner(settings, manifest, client, report)
+            await planner.plan_all(await planner.records(selection))
+        finally:
+            report.requests = client.requests
+            report.retries = client.retries
+            report.seconds = time.monotonic() - started
     return report
 
 

@@ -16,6 +16,7 @@ import structlog
 
 from crawler.config import Settings
 from crawler.pipeline import count_pending, fetch_pending, make_source, run_tools
+from crawler.reports import recorded_run
 from crawler.session import RunReport, owner_id, run_session
 from crawler.signals import Stop
 from crawler.source import Planning
@@ -38,9 +39,10 @@ async def run_worker(
     report = RunReport(command="worker")
     started = time.monotonic()
     stop = Stop()
-    async with run_session(
-        settings, "worker", must_exist=True, locked_hint=LOCKED_HINT
-    ) as manifest:
+    async with (
+        run_session(settings, "worker", must_exist=True, locked_hint=LOCKED_HINT) as manifest,
+        recorded_run(manifest, settings, {}, report, None),
+    ):
         reclaimed = await manifest.reclaim(exclusive=settings.exclusive)
         owner = owner_id()
         log.info("worker.start", owner=owner, reclaimed=reclaimed, follow=follow)
@@ -54,6 +56,6 @@ async def run_worker(
             )
             report.absorb(stats, tools.client.requests, tools.client.retries)
         report.remaining = await count_pending(manifest)
-    report.seconds = time.monotonic() - started
-    report.interrupted_by = stop.signal
+        report.seconds = time.monotonic() - started
+        report.interrupted_by = stop.signal
     return report

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
 import signal
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from crawler.cli.summary import summary_lines
+from crawler.cli.summary import human_bytes, summary_lines
 from crawler.session import RunReport
 from crawler.simulator import ThreadedSimulator
 from tests.conftest import FAST, mirror_data_set, run_cli
@@ -139,13 +142,65 @@ def test_history_says_no_runs_yet_and_base_needs_yes(
     sim: ThreadedSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "m"
+    assert run_cli(capsys, "db", "upgrade", "--out", str(out)).code == 0
+    assert run_cli(capsys, "history", "--out", str(out)).out == "no runs yet\n"
     planned = run_cli(capsys, "plan", "--dataset", "100141599", "--out", str(out),
                       "--api-base", sim.base_url, *FAST)  # fmt: skip
     assert planned.code == 0, planned.err
-    assert run_cli(capsys, "history", "--out", str(out)).out == "no runs yet\n"
     refused = run_cli(capsys, "db", "downgrade", "base", "--out", str(out))
     assert refused.code == 2 and "drops every table of the manifest: add --yes" in refused.err
     assert run_cli(capsys, "ls", "--out", str(out)).out.count("\n") > 0  # nothing was dropped
     dropped = run_cli(capsys, "db", "downgrade", "base", "--yes", "--out", str(out))
     assert dropped.code == 0, dropped.err
     assert run_cli(capsys, "db", "current", "--out", str(out)).out.startswith("none")
+
+
+def test_history_records_plan_and_worker_runs_in_utc(
+    sim: ThreadedSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "m"
+    base = ["--out", str(out), "--api-base", sim.base_url, *FAST]
+    assert run_cli(capsys, "plan", "--dataset", "100141599", "--sections", "1-3", *base).code == 0
+    assert run_cli(capsys, "worker", *base).code == 0
+    runs = [
+        json.loads(line)
+        for line in run_cli(capsys, "history", "--out", str(out), "--json").out.splitlines()
+    ]
+    assert [r["command"] for r in runs] == ["worker", "plan"]
+    assert runs[1]["counts"]["items_planned"] == 3 and runs[0]["counts"]["downloaded"] == 3
+    assert all(r["outcome"] == "ok" for r in runs)
+    for run in runs:
+        for name in ("started_at", "finished_at"):
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", run[name]), run[name]
+        started = datetime.fromisoformat(run["started_at"].replace("Z", "+00:00"))
+        assert abs((datetime.now(UTC) - started).total_seconds()) < 60  # UTC, not local time
+    human = run_cli(capsys, "history", "--out", str(out)).out.splitlines()
+    assert "worker" in human[0] and "3 downloaded" in human[0] and runs[0]["started_at"] in human[0]
+    assert "plan" in human[1] and "3 items_planned" in human[1]
+
+
+def test_status_speaks_in_human_units_and_gives_the_live_rate(
+    sim: ThreadedSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from crawler.listing import live_rate
+    from crawler.manifest.base import Tally
+
+    now = datetime(2026, 1, 1, 12, 0, 0)
+    assert live_rate(Tally(0, 0), None, now)["items_per_s"] == 0
+    # 262 done over the 20 s since the oldest of them: 13.1 items/s, not 262/60
+    assert live_rate(Tally(262, 2_620_000), now - timedelta(seconds=20), now)["items_per_s"] == 13.1
+    assert live_rate(Tally(50, 0), now - timedelta(seconds=600), now)["items_per_s"] == 0.83
+    assert live_rate(Tally(8, 0), now, now)["items_per_s"] == 8  # one batch: over one second
+
+    out = tmp_path / "m"
+    assert mirror_data_set(capsys, sim, out, *FAST).code == 0
+    document = json.loads(run_cli(capsys, "status", "--out", str(out), "--json").out)
+    done = document["counts"]["done"]
+    assert document["recent"]["items"] == done and document["recent"]["items_per_s"] > 0
+    human = run_cli(capsys, "status", "--out", str(out)).out
+    size = human_bytes(document["bytes"])
+    assert f"; {size} on disk" in human and size.endswith(("kB", "MB"))
+    assert re.search(
+        rf"now: \d+\.\d items/s, [\d.]+ [kM]?B/s \({done} done in the last 60 s\)", human
+    )
+    assert re.search(r"data set 100141599: .*; [\d.]+ [kM]B$", human, re.M)

@@ -11,6 +11,7 @@ import click
 
 from crawler.cli.app import app
 from crawler.cli.common import common_options, finish, load, report_option, run_async
+from crawler.cli.summary import human_bytes
 from crawler.errors import UsageError
 
 
@@ -68,8 +69,8 @@ def history(
     json_output: bool,
     limit: int | None,
 ) -> None:
-    """The runs recorded in the manifest: command, selection, start, end, outcome, counts."""
-    from crawler.listing import open_existing
+    """The runs recorded in the manifest: command, selection, start, end (UTC), outcome, counts."""
+    from crawler.listing import open_existing, utc_text
     from crawler.manifest.runs import list_runs
 
     settings = load(config, out=out, manifest=manifest)
@@ -82,6 +83,9 @@ def history(
             await handle.close()
 
     runs = run_async(main)
+    for run in runs:  # one form for every time shown: UTC, ISO 8601 with Z
+        for name in ("started_at", "finished_at"):
+            run[name] = utc_text(run[name]) if run[name] is not None else None
     if not runs and not json_output:
         click.echo("no runs yet")
         return
@@ -93,13 +97,12 @@ def history(
         counts = run["counts"] or {}
         brief = ", ".join(
             f"{counts[k]} {k}"
-            for k in ("downloaded", "changed", "removed", "failed", "corrupt")
+            for k in ("items_planned", "downloaded", "changed", "removed", "failed", "corrupt")
             if counts.get(k)
         )
-        finished = run["finished_at"] or "-"
         click.echo(
             f"#{run['id']:<4} {run['command']:<7} {run['outcome']:<11} "
-            f"{run['started_at']:%Y-%m-%d %H:%M:%S} -> {finished}  "
+            f"{run['started_at']} -> {run['finished_at'] or '-'}  "
             f"{json.dumps(run['selection'], separators=(',', ':'))}  {brief or 'nothing to do'}"
         )
 
@@ -153,4 +156,4 @@ def status_command(
     if json_output:
         click.echo(json.dumps(document, indent=1))
     else:
-        write_status(document, sys.stdout)
+        write_status(document, sys.stdout, human_bytes)

@@ -53,6 +53,17 @@ class Reading(ManifestBase):
             if data_set is None
         }
 
+    async def done_since(self, since: datetime) -> tuple[Tally, datetime | None]:
+        """Items and bytes recorded done at or after ``since`` (naive UTC), and the oldest of
+        their times: what a live rate is computed from."""
+        rows = await self.read(
+            select(
+                func.count(), func.coalesce(func.sum(items.c.size), 0), func.min(items.c.fetched_at)
+            ).where(items.c.status == "done", items.c.fetched_at >= since)
+        )
+        count, nbytes, oldest = rows[0]
+        return Tally(items=int(count), bytes=int(nbytes)), oldest
+
     async def tallies_by_data_set(self) -> dict[tuple[int | None, str], Tally]:
         """Items and bytes per (data set, status)."""
         return await self._grouped(by_data_set=True)
