@@ -122,7 +122,9 @@ async def run_tools(
         if metrics is not None:
             metrics.watch_client(client)
         group.start_soon(watch_signals, stop, settings.grace_seconds)
-        with RunProgress(settings.progress, description) as progress:
+        progress = RunProgress(settings.progress, description)
+        progress.watch(client)
+        with progress:
             yield Tools(client, local_store(settings), progress, stop, metrics)
         group.cancel_scope.cancel()
 
@@ -139,7 +141,7 @@ async def fetch_pending(
     """Run source → fetch → store → recorder until the source ends (or a stop)."""
 
     def advance(outcome: Outcome) -> None:
-        tools.progress.advance(1, outcome.size or 0)
+        tools.progress.advance(1, outcome.size or 0, failed=outcome.status is Status.FAILED)
 
     recorder = Recorder(
         manifest,
