@@ -6,6 +6,7 @@ The object is passed down explicitly; nothing reads global state after start-up.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -42,6 +43,14 @@ class Settings:
     grid_resolution: int = 25  # µm per voxel of projection grids: 10, 25, 50 or 100
     archive_base: str = plan.DEFAULT_ARCHIVE_BASE  # the CCF volumes' host and directory
     ccf_resolution: int = 25  # µm per voxel of the CCF annotation and template: 10, 25, 50, 100
+    # The selection (crawler/selection.py), so a nightly job is `sync --config job.toml`; a flag
+    # replaces its key (--dataset and --ids-file replace datasets, --product products, ...).
+    datasets: tuple[int, ...] = ()  # --dataset, --ids-file
+    products: tuple[int, ...] = ()  # --product
+    criteria: tuple[str, ...] = ()  # --criteria: free SectionDataSet criteria
+    atlases: tuple[int, ...] = ()  # --atlas
+    sections: str | None = None  # --sections A-B
+    ignore_missing: bool = False  # --ignore-missing: unknown data set ids are reported, skipped
     # Friendly selection filters (crawler/selection.py), comma-separated; empty filters nothing.
     transgenic_lines: str = ""  # --transgenic-line
     injection_structures: str = ""  # --injection-structure
@@ -140,6 +149,8 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             if "None" in kind:
                 return None
             raise ValueError("a value is required")
+        if kind.startswith("tuple"):
+            return _coerce_tuple(value, int if kind.startswith("tuple[int") else str)
         if kind.startswith("Path"):
             return Path(str(value)).expanduser()
         if kind.startswith("bool"):
@@ -162,6 +173,25 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         return str(value)
     except (TypeError, ValueError) as exc:
         raise UsageError(f"invalid {name.replace('_', '-')} in {source}: {exc}") from exc
+
+
+def _coerce_tuple(value: Any, item: type[int] | type[str]) -> tuple[Any, ...]:
+    """A list (TOML, flags) or, for ids, a comma-separated string (the environment)."""
+    if isinstance(value, str):
+        value = value.split(",") if item is int else [value]
+    if not isinstance(value, list | tuple):
+        raise ValueError(f"expected a list, got {value!r}")
+    if item is str:
+        if not all(isinstance(v, str) for v in value):
+            raise ValueError(f"expected a list of strings, got {value!r}")
+        return tuple(value)
+    ids: list[int] = []
+    for v in value:
+        text = str(v).strip() if not isinstance(v, bool) else ""
+        if not (text.isascii() and text.isdigit()) or int(text) <= 0:
+            raise ValueError(f"expected positive whole numbers, got {v!r}")
+        ids.append(int(text))
+    return tuple(ids)
 
 
 def _check(settings: Settings) -> Settings:
@@ -263,7 +293,9 @@ def read_config_file(path: Path) -> dict[str, Any]:
     for key, value in raw.items():
         name = key.replace("-", "_")
         if name not in _FIELDS:
-            raise UsageError(f"unknown setting {key!r} in config file {path}")
+            close = difflib.get_close_matches(name, _FIELDS, n=1, cutoff=0.75)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise UsageError(f"unknown setting {key!r} in config file {path}{hint}")
         values[name] = _coerce(name, value, f"config file {path}")
     return values
 

@@ -106,7 +106,11 @@ class Planner:
         if selection.data_sets:
             union(
                 await seed.fetch_data_sets(
-                    self.client, base, selection.data_sets, page_size=page_size
+                    self.client,
+                    base,
+                    selection.data_sets,
+                    page_size=page_size,
+                    on_missing=self._skip_unknown if self.settings.ignore_missing else None,
                 )
             )
         filtered = not selection.filters.empty  # the filters narrow the products
@@ -142,6 +146,13 @@ class Planner:
             targets.append(AtlasTarget(atlas_id, images))
         return targets
 
+    def _skip_unknown(self, ids: list[int]) -> None:
+        """``--ignore-missing``: say which ids the API does not know, once, and go on."""
+        self.report.unknown_data_sets = ids
+        log.warning(
+            "selection.unknown_data_sets", ids=ids, count=len(ids), api_base=self.settings.api_base
+        )
+
     async def plan_all(self, targets: Sequence[Target]) -> None:
         if planned := list(plan_ccf(self.options)):  # atlas-wide files: once per run
             count, added = await self._record(planned)
@@ -155,6 +166,14 @@ class Planner:
     def _usable(self, images: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Images within --sections, without failed ones unless --include-failed."""
         chosen = [i for i in images if plan.in_sections(i, self.sections)]
+        if images and not chosen and self.sections is not None:
+            numbers = sorted(int(i.get("section_number") or 0) for i in images)
+            log.warning(
+                "plan.sections_matched_nothing",
+                data_set_id=images[0].get("data_set_id"),
+                sections=f"{self.sections[0]}-{self.sections[1]}",
+                section_numbers=f"{numbers[0]}-{numbers[-1]}",
+            )
         usable = [i for i in chosen if self.settings.include_failed or not is_failed(i)]
         self.report.skipped_failed += len(chosen) - len(usable)
         return usable

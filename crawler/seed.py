@@ -7,7 +7,7 @@ de-duplicated by id; ``total_rows`` is only compared, never trusted (it counts j
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -122,9 +122,15 @@ def section_image_stages(data_set_id: int) -> str:
 
 
 async def fetch_data_sets(
-    client: PageSource, api_base: str, ids: Sequence[int], *, page_size: int
+    client: PageSource,
+    api_base: str,
+    ids: Sequence[int],
+    *,
+    page_size: int,
+    on_missing: Callable[[list[int]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """The records of the requested data sets, in the order asked; unknown ids are a usage error."""
+    """The records of the requested data sets, in the order asked; unknown ids are a usage
+    error, or (``--ignore-missing``) handed to ``on_missing`` and left out."""
     found: dict[int, dict[str, Any]] = {}
     unique = list(dict.fromkeys(int(i) for i in ids))
     for start in range(0, len(unique), ID_CHUNK):
@@ -134,10 +140,16 @@ async def fetch_data_sets(
         )
         found.update({int(r["id"]): r for r in data_set_records(rows)})
     missing = [i for i in unique if i not in found]
-    if missing:
+    if missing and on_missing is not None:
+        on_missing(missing)
+    elif missing:
         listed = ", ".join(str(i) for i in missing[:10])
-        raise UnknownDataSetError(f"no SectionDataSet with id {listed} at {api_base}")
-    return [found[i] for i in unique]
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        raise UnknownDataSetError(
+            f"no SectionDataSet with id {listed}{more} at {api_base} "
+            "(--ignore-missing skips unknown ids and fetches the rest)"
+        )
+    return [found[i] for i in unique if i in found]
 
 
 async def fetch_section_images(

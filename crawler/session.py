@@ -65,6 +65,7 @@ class RunReport:
     corrupt: int = 0
     repaired: int = 0
     timeline: list[Sample] = field(default_factory=list)  # the fetch's throughput samples
+    unknown_data_sets: list[int] = field(default_factory=list)  # --ignore-missing skipped these
 
     @property
     def exit_code(self) -> int:
@@ -130,6 +131,7 @@ class RunReport:
             "seconds": round(self.seconds, 3),
             "images_per_s": round(rate, 2),
             "remaining": self.remaining,
+            "unknown_data_sets": self.unknown_data_sets,
             "interrupted": signal.Signals(self.interrupted_by).name
             if self.interrupted_by
             else None,

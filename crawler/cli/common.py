@@ -94,6 +94,12 @@ def selection_options(function: F) -> F:
         click.option("--atlas", multiple=True, help="Every AtlasImage of an Atlas, e.g. 1."),
         click.option("--sections", help="Only section numbers A-B (inclusive)."),
         click.option(
+            "--ignore-missing",
+            is_flag=True,
+            default=None,
+            help="Report data set ids the API does not know and go on with the rest.",
+        ),
+        click.option(
             "--image",
             multiple=True,
             help="section | expression | projection (repeatable) [default: section].",
@@ -301,21 +307,23 @@ FILTER_FLAGS = {
 
 
 def selection_settings(options: dict[str, Any]) -> tuple[Settings, Selection]:
-    """The settings and the selection of a command that enumerates and fetches."""
+    """The settings and the selection of a command that enumerates and fetches. Each selection
+    flag replaces its config key (``--dataset`` and ``--ids-file`` replace ``datasets``)."""
     from crawler.selection import parse_filters
 
     ids = parse_ids(list(options.pop("dataset")))
     for path in options.pop("ids_file"):
         ids += read_ids_file(path)
-    data_sets = tuple(dict.fromkeys(ids))
-    products = parse_ids(list(options.pop("product")), "product")
-    criteria = parse_criteria(list(options.pop("criteria")))
-    atlases = parse_ids(list(options.pop("atlas")), "atlas")
-    sections = parse_sections(options.pop("sections"))
+    selected = {
+        "datasets": tuple(dict.fromkeys(ids)),
+        "products": parse_ids(list(options.pop("product")), "product"),
+        "criteria": parse_criteria(list(options.pop("criteria"))),
+        "atlases": parse_ids(list(options.pop("atlas")), "atlas"),
+    }
+    parse_sections(options["sections"])  # a bad flag is named before the config is read
     filter_flags = {
         setting: ",".join(options.pop(flag)) or None for flag, setting in FILTER_FLAGS.items()
     }
-    annotation = options["annotation"]
     images, extras = options.pop("image"), options.pop("extras")
     no_progress = options.pop("no_progress")
     config = options.pop("config")
@@ -324,15 +332,16 @@ def selection_settings(options: dict[str, Any]) -> tuple[Settings, Selection]:
         progress=False if no_progress else None,
         images=",".join(images) if images else None,
         extras=",".join(extras) if extras else None,
+        **{key: value or None for key, value in selected.items()},
         **filter_flags,
         **options,
     )
     selection = Selection(
-        data_sets=data_sets,
-        products=products,
-        criteria=criteria,
-        atlases=atlases,
-        sections=sections,
+        data_sets=tuple(dict.fromkeys(settings.datasets)),
+        products=settings.products,
+        criteria=parse_criteria(list(settings.criteria)),
+        atlases=settings.atlases,
+        sections=parse_sections(settings.sections),
         filters=parse_filters(
             **{setting: getattr(settings, setting) for setting in FILTER_FLAGS.values()},
             with_descendants=settings.with_descendants,
@@ -341,9 +350,10 @@ def selection_settings(options: dict[str, Any]) -> tuple[Settings, Selection]:
     if selection.empty:
         raise UsageError(
             "nothing selected: give --dataset, --ids-file, --product, --criteria, --atlas, "
-            "--transgenic-line, --injection-structure, --gene or --plane"
+            "--transgenic-line, --injection-structure, --gene or --plane (or datasets, "
+            "products, criteria, atlases, ... in the --config file)"
         )
-    if annotation and not selection.atlases:
+    if settings.annotation and not selection.atlases:
         raise UsageError("--annotation applies to atlas images: add --atlas ID")
     return settings, selection
 

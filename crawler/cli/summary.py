@@ -47,6 +47,13 @@ def summary_lines(report: RunReport, where: str) -> list[str]:
         f"{report.retries} retries)"
     )
     lines.append(f"  mirror: {where}")
+    if report.unknown_data_sets:
+        shown = ", ".join(str(i) for i in report.unknown_data_sets[:10])
+        more = len(report.unknown_data_sets) - 10
+        lines.append(
+            f"  skipped {len(report.unknown_data_sets)} unknown data set id(s) "
+            f"(--ignore-missing): {shown}" + (f" and {more} more" if more > 0 else "")
+        )
     if report.interrupted_by is not None:
         name = signal.Signals(report.interrupted_by).name
         lines.append(
