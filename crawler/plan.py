@@ -144,6 +144,7 @@ class DataSetContext:
 
     window: Window | None = None  # the colour window sent with its images
     connectivity: bool | None = None  # None: not known, so every asked kind is planned
+    equalization: Window | None = None  # what the service applies when no window is sent
 
 
 NO_CONTEXT = DataSetContext()
@@ -184,7 +185,11 @@ def data_set_context(record: Mapping[str, Any], options: PlanOptions) -> DataSet
         window = equalization_window(record)
     else:
         window = options.range if isinstance(options.range, tuple) else None
-    return DataSetContext(window=window, connectivity=is_connectivity(record))
+    return DataSetContext(
+        window=window,
+        connectivity=is_connectivity(record),
+        equalization=equalization_window(record),
+    )
 
 
 # -- renderings, URLs and paths -----------------------------------------------------------------
@@ -198,6 +203,7 @@ class Rendering:
     service: str
     params: tuple[tuple[str, str], ...] = ()
     window: Window | None = None
+    seen: Window | None = None  # the window the service applies (for estimates): sent or default
 
 
 _SECTION_SERVICES: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
@@ -222,7 +228,8 @@ def section_renderings(options: PlanOptions, context: DataSetContext) -> list[Re
     for kind in options.kinds:
         if applies(kind, context):
             service, params = _SECTION_SERVICES[kind]
-            renderings.append(Rendering(kind, service, params, context.window))
+            seen = context.window or context.equalization
+            renderings.append(Rendering(kind, service, params, context.window, seen))
     return renderings
 
 
@@ -235,7 +242,7 @@ def atlas_renderings(atlas_id: int, options: PlanOptions) -> list[Rendering]:
     window = options.range if isinstance(options.range, tuple) else None
     renderings = []
     if SECTION in options.kinds:
-        renderings.append(Rendering(SECTION, "atlas_image_download", (), window))
+        renderings.append(Rendering(SECTION, "atlas_image_download", (), window, window))
     if options.annotation:
         params = (("annotation", "true"), ("atlas", str(int(atlas_id))))
         renderings.append(Rendering(ANNOTATION, "atlas_image_download", params))
@@ -321,6 +328,7 @@ def plan_image(
     data_set_id = int(image["data_set_id"])
     image_id = int(image["id"])
     for rendering in renderings:
+        looks: dict[str, Any] = {"quality": options.quality, "window": rendering.seen}
         if options.tile:
             grid = tile_grid(image, options.downsample, options.tile)
             directory = tile_directory(root, rendering.kind, options.downsample, image)
@@ -332,7 +340,7 @@ def plan_image(
                     kind=rendering.kind,
                     data_set_id=data_set_id,
                     image_id=image_id,
-                    estimate=estimate_jpeg_bytes(rendering.kind, tile.width, tile.height),
+                    estimate=estimate_jpeg_bytes(rendering.kind, tile.width, tile.height, **looks),
                 )
         else:
             whole = tile_grid(image, options.downsample, 1)
@@ -342,7 +350,9 @@ def plan_image(
                 kind=rendering.kind,
                 data_set_id=data_set_id,
                 image_id=image_id,
-                estimate=estimate_jpeg_bytes(rendering.kind, whole.tier_width, whole.tier_height),
+                estimate=estimate_jpeg_bytes(
+                    rendering.kind, whole.tier_width, whole.tier_height, **looks
+                ),
             )
 
 
@@ -422,10 +432,28 @@ def plan_extras(
 
 # -- estimates ----------------------------------------------------------------------------------
 
-# JPEG bytes per delivered pixel at the service's default (highest) quality. A downsample-4
-# connectivity section (~1,700 x 1,150 px) is "a few hundred kB" (ALLEN_API.md §3): ~0.15 B/px.
-# Overlays and drawings are mostly flat colour and compress several times better.
-BYTES_PER_PIXEL = {SECTION: 0.15, EXPRESSION: 0.05, PROJECTION: 0.05, ANNOTATION: 0.08}
+# JPEG sizes. A JPEG spends its bits on the DCT coefficients that survive quantization, each
+# costing about log2(amplitude / quantizer step) bits. So, per kind of picture, bytes per pixel
+# move by a fixed ``slope`` for every doubling of the amplitudes or halving of the step:
+#   - the quantizer step follows the IJG quality scale (``quality_scale``: 10 % of the base
+#     tables at quality 95, the service's "default highest", 50 % at 75, 100 % at 50);
+#   - a colour window (``range``, the Equalization of connectivity data) that maps 1/g of the
+#     12-bit range onto 0-255 multiplies amplitudes by g; luma carries most of the bits, so g is
+#     weighted like luma (``window_gain``).
+# Per kind: (bytes per pixel at the default quality and no window, slope), measured on the
+# simulator's renders at qualities 95, 85, 75, 50 and 25 (docs/BENCHMARKS.md "Estimates"),
+# whose downsample-4 connectivity sections are ~600 kB, "a few hundred kB" like the live
+# service's (ALLEN_API.md §3): sections and atlas Nissl images are textured scans, expression
+# masks and drawings flat colour with edges, projection overlays mostly smooth.
+JPEG_MODEL = {
+    SECTION: (0.164, 0.064),
+    EXPRESSION: (0.202, 0.035),
+    PROJECTION: (0.060, 0.015),
+    ANNOTATION: (0.206, 0.035),
+}
+MIN_BYTES_PER_PIXEL = 0.02  # however coarse the quantizer: the entropy coding's floor
+SERVICE_QUALITY = 95  # what the service sends without quality=
+LUMA = (0.299, 0.587, 0.114)  # how much red, green and blue weigh in luma (JFIF)
 JPEG_OVERHEAD_BYTES = 1_000  # headers and tables of any JPEG, however small
 GRID_EXTENT_UM = (13200, 8000, 11400)  # the CCF volume: 528 x 320 x 456 voxels at 25 µm
 GRID_GZIP_RATIO = 0.1  # float32 voxels, mostly zero outside the projection: gzip ~10x
@@ -433,9 +461,33 @@ EXPRESSION_GRID_BYTES = 1_000_000  # three float volumes at 200 µm, zipped
 UNIONIZE_FILE_BYTES = 500_000  # a few thousand rows per experiment, as JSON or CSV
 
 
-def estimate_jpeg_bytes(kind: str, width: int, height: int) -> int:
+def quality_scale(quality: int) -> float:
+    """The IJG scale of the base quantization tables, in percent (libjpeg's
+    ``jpeg_quality_scaling``); at least 1: quality 100 leaves every step at its minimum."""
+    quality = min(max(quality, 1), 100)
+    return max(5000 / quality if quality < 50 else 200 - 2 * quality, 1.0)
+
+
+def window_gain(window: Window | None) -> float:
+    """How much a colour window stretches amplitudes, weighted like luma (1 without one)."""
+    if window is None:
+        return 1.0
+    spans = (window[1] - window[0], window[3] - window[2], window[5] - window[4])
+    return sum(w * WINDOW_MAX / max(span, 1) for w, span in zip(LUMA, spans, strict=True))
+
+
+def bytes_per_pixel(kind: str, quality: int | None = None, window: Window | None = None) -> float:
+    """The JPEG model above: bytes per delivered pixel of a kind, at a quality, in a window."""
+    base, slope = JPEG_MODEL.get(kind, JPEG_MODEL[SECTION])
+    finer = math.log2(quality_scale(SERVICE_QUALITY) / quality_scale(quality or SERVICE_QUALITY))
+    return max(MIN_BYTES_PER_PIXEL, base + slope * (finer + math.log2(window_gain(window))))
+
+
+def estimate_jpeg_bytes(
+    kind: str, width: int, height: int, *, quality: int | None = None, window: Window | None = None
+) -> int:
     """Expected size of a JPEG of ``width x height`` tier pixels of a kind."""
-    per_pixel = BYTES_PER_PIXEL.get(kind, BYTES_PER_PIXEL[SECTION])
+    per_pixel = bytes_per_pixel(kind, quality, window)
     return JPEG_OVERHEAD_BYTES + math.ceil(max(0, width) * max(0, height) * per_pixel)
 
 

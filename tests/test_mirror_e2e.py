@@ -192,5 +192,8 @@ def test_unknown_data_set_is_exit_2_in_one_line(
     )
     assert result.code == 2
     lines = [line for line in result.err.splitlines() if line.startswith("allen-mirror: error")]
-    assert lines == ["allen-mirror: error: no SectionDataSet with id 999 at " + sim.base_url]
+    assert lines == [
+        f"allen-mirror: error: no SectionDataSet with id 999 at {sim.base_url} "
+        "(--ignore-missing skips unknown ids and fetches the rest)"
+    ]
     assert "Traceback" not in result.err

@@ -6,6 +6,7 @@ import csv
 import gzip
 import io
 import json
+import math
 import zipfile
 from pathlib import Path
 
@@ -173,17 +174,30 @@ def test_sections_limit(sections: tuple[int, int] | None, number: int, inside: b
 
 
 def test_estimate_model() -> None:
-    # JPEG: 1 kB of headers plus bytes per tier pixel by kind
-    assert plan.estimate_jpeg_bytes("section", 1000, 1000) == 1_000 + 150_000
-    assert plan.estimate_jpeg_bytes("projection", 1000, 1000) == 1_000 + 50_000
-    assert plan.estimate_jpeg_bytes("unknown", 10, 10) == 1_000 + 15
+    # JPEG: 1 kB of headers plus bytes per tier pixel by kind, at the service's quality
+    assert plan.estimate_jpeg_bytes("section", 1000, 1000) == 1_000 + 164_000
+    assert plan.estimate_jpeg_bytes("projection", 1000, 1000) == 1_000 + 60_000
+    assert plan.estimate_jpeg_bytes("unknown", 100, 100) == 1_000 + 1_640
     assert plan.estimate_jpeg_bytes("section", 0, 5) == 1_000
+    # the quality scale (libjpeg): 95 -> 10 %, 75 -> 50 %, 50 -> 100 %, 25 -> 200 %, 100 -> 1 %
+    assert [plan.quality_scale(q) for q in (95, 75, 50, 25, 100, 0)] == [10, 50, 100, 200, 1, 5000]
+    # a coarser quantizer: one slope per halving of the step, floored
+    assert plan.bytes_per_pixel("section", 85) == pytest.approx(0.164 - 0.064 * math.log2(3))
+    assert plan.bytes_per_pixel("section", 10) == plan.MIN_BYTES_PER_PIXEL
+    assert plan.bytes_per_pixel("expression", 100) > plan.bytes_per_pixel("expression")
+    # a window that maps a quarter of the range of every channel onto 0-255: amplitudes x 4
+    quarter = (0, 1024, 0, 1024, 0, 1024)
+    assert plan.window_gain(quarter) == pytest.approx(4095 / 1024)
+    assert plan.window_gain(None) == pytest.approx(plan.window_gain((0, 4095, 0, 4095, 0, 4095)))
+    assert plan.bytes_per_pixel("section", window=quarter) == pytest.approx(
+        0.164 + 0.064 * math.log2(4095 / 1024)
+    )
     # grids: float32 voxels of the CCF volume at the resolution, gzip to a tenth
     assert plan.estimate_grid_bytes(25) == pytest.approx(528 * 320 * 456 * 4 * 0.1, abs=1)
     assert plan.estimate_grid_bytes(100) < plan.estimate_grid_bytes(50)
     # a whole image's estimate uses its tier size: 1600 x 800 at tier 4 is 100 x 50
     (item,) = plan_section_image(IMAGE, PlanOptions(range=None))
-    assert item.estimate == 1_000 + 750
+    assert item.estimate == 1_000 + 820
 
 
 def test_body_check_by_kind() -> None:
