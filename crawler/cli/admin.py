@@ -30,7 +30,13 @@ def _revision(revision: str | None) -> str:
 @common_options
 @click.argument("revision", default="head")
 def db_upgrade(out: Path | None, manifest: str | None, config: Path | None, revision: str) -> None:
-    """Migrate the manifest to REVISION [default: head]; safe to run from many hosts at once."""
+    """Migrate the manifest to REVISION [default: head]; safe to run from many hosts at once.
+
+    \b
+    Examples:
+      allen-mirror db upgrade --out /data/allen
+      allen-mirror db upgrade --manifest postgresql://db/allen
+    """
     from crawler.manifest.database import upgrade
 
     settings = load(config, out=out, manifest=manifest)
@@ -40,7 +46,12 @@ def db_upgrade(out: Path | None, manifest: str | None, config: Path | None, revi
 @db.command("current")
 @common_options
 def db_current(out: Path | None, manifest: str | None, config: Path | None) -> None:
-    """Print the manifest's revision."""
+    """Print the manifest's revision.
+
+    \b
+    Example:
+      allen-mirror db current --out /data/allen
+    """
     from crawler.listing import check_manifest_exists
     from crawler.manifest.database import current
 
@@ -95,7 +106,13 @@ def db_downgrade(
     "--seed", type=int, default=0, show_default=True, help="Seed of the catalogue and faults."
 )
 def simulate(port: int, host: str, latency_ms: float, fault_rate: float, seed: int) -> None:
-    """Serve the offline simulator of the Allen API until interrupted."""
+    """Serve the offline simulator of the Allen API until interrupted.
+
+    \b
+    Examples:
+      allen-mirror simulate --port 8642
+      allen-mirror simulate --latency-ms 50 --fault-rate 0.05 --seed 1
+    """
     from crawler.simulator import run as run_simulator
 
     if not 0.0 <= fault_rate <= 1.0:

@@ -24,8 +24,9 @@ def catalogue(out: Path | None, manifest: str | None, config: Path | None, to: P
     """Write a static HTML catalogue of the mirror, readable offline from file://.
 
     \b
-    allen-mirror catalogue --out mirror                 # mirror/catalogue/index.html
-    allen-mirror catalogue --out mirror --to /srv/www/allen/index.html
+    Examples:
+      allen-mirror catalogue --out mirror               # mirror/catalogue/index.html
+      allen-mirror catalogue --out mirror --to /srv/www/allen/index.html
 
     Thumbnails are made once per image (by sha256) and pages rewritten only when their
     content changed, so running it after every sync is cheap.

@@ -44,7 +44,11 @@ def common_options(function: F) -> F:
         click.option(
             "--manifest", help="Manifest SQLAlchemy URL [default: sqlite:///OUT/manifest.sqlite]."
         ),
-        click.option("--config", type=click.Path(path_type=Path), help="TOML config file."),
+        click.option(
+            "--config",
+            type=click.Path(path_type=Path),
+            help="TOML config file [default: none; env ALLEN_MIRROR_CONFIG].",
+        ),
     ]
     for option in reversed(options):
         function = option(function)
@@ -53,15 +57,35 @@ def common_options(function: F) -> F:
 
 def selection_options(function: F) -> F:
     """Options of the commands that enumerate and fetch."""
-    options = [
+    return selection_options_but()(function)
+
+
+def selection_options_but(*, api_base: bool = True) -> Callable[[F], F]:
+    """The selection options, without ``--api-base`` for ``demo`` (which brings its own API)."""
+    return lambda function: _with_options(function, _selection_option_list(api_base=api_base))
+
+
+def _with_options(function: F, options: list[Callable[[F], F]]) -> F:
+    for option in reversed(options):
+        function = option(function)
+    return common_options(function)
+
+
+def _selection_option_list(*, api_base: bool) -> list[Callable[[F], F]]:
+    options: list[Callable[[F], F]] = [
         click.option("--dataset", "-d", multiple=True, help="SectionDataSet id (repeatable)."),
         click.option(
             "--ids-file",
             multiple=True,
             type=click.Path(path_type=Path, dir_okay=False),
-            help="File of SectionDataSet ids, one per line; # comments and blank lines allowed.",
+            help="File of SectionDataSet ids, one per line; # comments and blank lines allowed "
+            "(repeatable).",
         ),
-        click.option("--product", multiple=True, help="Every SectionDataSet of a product, e.g. 5."),
+        click.option(
+            "--product",
+            multiple=True,
+            help="Every SectionDataSet of a product, e.g. 5 (repeatable).",
+        ),
         click.option(
             "--transgenic-line",
             "transgenic_line",
@@ -91,8 +115,10 @@ def selection_options(function: F) -> F:
             multiple=True,
             help="Free SectionDataSet criteria, e.g. \"genes[acronym$eq'Pdyn']\".",
         ),
-        click.option("--atlas", multiple=True, help="Every AtlasImage of an Atlas, e.g. 1."),
-        click.option("--sections", help="Only section numbers A-B (inclusive)."),
+        click.option(
+            "--atlas", multiple=True, help="Every AtlasImage of an Atlas, e.g. 1 (repeatable)."
+        ),
+        click.option("--sections", help="Only section numbers A-B (inclusive) [default: all]."),
         click.option(
             "--ignore-missing",
             is_flag=True,
@@ -102,7 +128,8 @@ def selection_options(function: F) -> F:
         click.option(
             "--image",
             multiple=True,
-            help="section | expression | projection (repeatable) [default: section].",
+            help="Image kinds: section, expression, projection; comma-separated or repeated "
+            "[default: section].",
         ),
         click.option(
             "--annotation",
@@ -121,8 +148,8 @@ def selection_options(function: F) -> F:
             "--with",
             "extras",
             multiple=True,
-            help="Extras: grid, unionizes, ontology, annotation, template (comma-separated or "
-            "repeated).",
+            help="Extras: grid, unionizes, ontology, annotation, template; comma-separated or "
+            "repeated [default: none].",
         ),
         click.option(
             "--grid-types",
@@ -143,9 +170,15 @@ def selection_options(function: F) -> F:
             help="Where the CCF volumes live [default: http://download.alleninstitute.org/"
             "informatics-archive/current-release/mouse_ccf].",
         ),
-        click.option(
-            "--api-base",
-            help="API base URL [default: http://api.brain-map.org; env ALLEN_API_BASE].",
+        *(
+            [
+                click.option(
+                    "--api-base",
+                    help="API base URL [default: http://api.brain-map.org; env ALLEN_API_BASE].",
+                )
+            ]
+            if api_base
+            else []
         ),
         click.option("--downsample", type=int, help="Tier: halve each side N times [default: 4]."),
         click.option("--quality", type=int, help="JPEG quality 0-100 [default: the server's]."),
@@ -167,9 +200,7 @@ def selection_options(function: F) -> F:
         click.option("--no-progress", is_flag=True, help="No progress bar."),
         click.option("--log-format", help="console | json [default: console on a TTY, else json]."),
     ]
-    for option in reversed(options):
-        function = option(function)
-    return common_options(function)
+    return options
 
 
 def metrics_options(function: F) -> F:
@@ -178,12 +209,13 @@ def metrics_options(function: F) -> F:
         click.option(
             "--metrics-port",
             type=click.IntRange(1, 65535),
-            help="Serve Prometheus metrics on this port while the run lasts.",
+            help="Serve Prometheus metrics on this port while the run lasts [default: none].",
         ),
         click.option(
             "--metrics-file",
             type=click.Path(path_type=Path, dir_okay=False),
-            help="Write the metrics here at the end (node-exporter textfile format, .prom).",
+            help="Write the metrics here at the end (node-exporter textfile format, .prom) "
+            "[default: none].",
         ),
     ]
     for option in reversed(options):

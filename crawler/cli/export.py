@@ -15,7 +15,13 @@ from crawler.cli.common import common_options, load, parse_ids, parse_sections
 @click.option(
     "--to", "dest", required=True, type=click.Path(path_type=Path), help="Export directory."
 )
-@click.option("--format", "fmt", default="webdataset", help="webdataset | parquet | ome-zarr.")
+@click.option(
+    "--format",
+    "fmt",
+    default="webdataset",
+    show_default=True,
+    help="webdataset | parquet | ome-zarr.",
+)
 @click.option("--kinds", help="Images per sample: section,projection,expression [default: all].")
 @click.option("--shard-size", type=int, default=1000, show_default=True, help="Samples per shard.")
 @click.option("--val-fraction", type=float, default=0.1, show_default=True)
@@ -23,14 +29,14 @@ from crawler.cli.common import common_options, load, parse_ids, parse_sections
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split hash.")
 @click.option("--labels", is_flag=True, help="Structure ids per pixel from the mirrored CCF.")
 @click.option("--dataset", "-d", multiple=True, help="Only this data set (repeatable).")
-@click.option("--sections", help="Only section numbers A-B (inclusive).")
+@click.option("--sections", help="Only section numbers A-B (inclusive) [default: all].")
 @click.option(
     "--tier",
     type=click.IntRange(min=0),
     help="The tier (downsample) to export [default: each image's coarsest mirrored].",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-@click.option("--log-format", help="console | json.")
+@click.option("--log-format", help="console | json [default: console on a TTY, else json].")
 def export(
     out: Path | None,
     manifest: str | None,
@@ -54,6 +60,11 @@ def export(
     Splits go by data set (a hash of its id and --seed); shards are DEST/{split}-{shard:05d}.tar
     or .parquet, with DEST/index.parquet and DEST/_stats.json; ome-zarr writes
     DEST/{split}/{key}.ome.zarr.
+
+    \b
+    Examples:
+      allen-mirror export --out /data/allen --to /data/train --shard-size 1000
+      allen-mirror export --out /data/allen --to /data/zarr --format ome-zarr --labels
     """
     from crawler.export.plan import (
         ExportOptions,

@@ -18,11 +18,11 @@ from crawler.cli.common import (
     report_option,
     run_async,
     selection_options,
+    selection_options_but,
     selection_settings,
 )
 from crawler.cli.summary import human_bytes
 from crawler.config import Settings
-from crawler.errors import UsageError
 from crawler.selection import Selection
 
 dry_run_option = click.option(
@@ -106,17 +106,25 @@ def sync(
 
 
 @app.command()
-@selection_options
+@selection_options_but(api_base=False)
 def demo(**options: Any) -> None:
-    """The mirror job, offline: starts the built-in simulator and mirrors from it."""
+    """The mirror job, offline: starts the built-in simulator and mirrors from it.
+
+    Takes mirror's options but --api-base (the simulator is the API) [default selection:
+    --dataset 100141599].
+
+    \b
+    Examples:
+      allen-mirror demo
+      allen-mirror demo --dataset 100141599 --sections 1-20 --out /tmp/demo
+      allen-mirror demo --atlas 1 --annotation --image section
+    """
     from crawler.simulator import serve_in_thread
     from crawler.simulator.ccf_volumes import ARCHIVE_PREFIX
 
     selecting = ("dataset", "ids_file", "product", "criteria", "atlas", *FILTER_FLAGS)
     if not any(options[name] for name in selecting):
         options["dataset"] = ("100141599",)
-    if options["api_base"]:
-        raise UsageError("demo runs against its own simulator; use 'mirror --api-base' instead")
     with serve_in_thread() as simulator:
         options["api_base"] = simulator.base_url
         options["archive_base"] = options["archive_base"] or simulator.base_url + ARCHIVE_PREFIX
@@ -128,7 +136,13 @@ def demo(**options: Any) -> None:
 @app.command()
 @selection_options
 def plan(**options: Any) -> None:
-    """Enumerate the selection and record its items as pending; downloads nothing."""
+    """Enumerate the selection and record its items as pending; downloads nothing.
+
+    \b
+    Examples:
+      allen-mirror plan --product 5 --transgenic-line Sst-IRES-Cre --out /data/allen
+      allen-mirror plan --ids-file experiments.txt --manifest postgresql://db/allen
+    """
     from crawler.pipeline import run_plan
 
     settings, selection = selection_settings(options)
@@ -149,7 +163,9 @@ def plan(**options: Any) -> None:
 )
 @click.option("--concurrency", type=int, help="Requests in flight in this worker [default: 8].")
 @click.option(
-    "--rate", type=float, help="Max requests per second of all workers together, 0 = no cap."
+    "--rate",
+    type=float,
+    help="Max requests per second of all workers together, 0 = no cap [default: 0].",
 )
 @click.option("--retries", type=int, help="Retries per request [default: 5].")
 @click.option(
@@ -166,7 +182,13 @@ def plan(**options: Any) -> None:
 @click.option("--log-format", help="console | json [default: console on a TTY, else json].")
 @metrics_options
 def worker(config: Path | None, follow: bool, no_progress: bool, **options: Any) -> None:
-    """Fetch pending items that others planned; run as many as you like on a Postgres manifest."""
+    """Fetch pending items that others planned; run as many as you like on a Postgres manifest.
+
+    \b
+    Examples:
+      allen-mirror worker --out /data/allen
+      allen-mirror worker --manifest postgresql://db/allen --follow --metrics-port 9464
+    """
     from crawler.worker import run_worker
 
     settings = load(config, progress=False if no_progress else None, **options)

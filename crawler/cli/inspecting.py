@@ -23,7 +23,7 @@ from crawler.errors import UsageError
 @click.option("--api-base", help="API base URL for --repair [default: http://api.brain-map.org].")
 @click.option("--concurrency", type=int, help="Requests in flight for --repair [default: 8].")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-@click.option("--log-format", help="console | json.")
+@click.option("--log-format", help="console | json [default: console on a TTY, else json].")
 def verify(
     out: Path | None,
     manifest: str | None,
@@ -36,7 +36,13 @@ def verify(
     no_progress: bool,
     log_format: str | None,
 ) -> None:
-    """Re-hash every done file against the manifest; exit 1 while problems remain."""
+    """Re-hash every done file against the manifest; exit 1 while problems remain.
+
+    \b
+    Examples:
+      allen-mirror verify --out /data/allen
+      allen-mirror verify --out /data/allen --repair --decode
+    """
     from crawler.verify import run_verify
 
     settings = load(
@@ -61,7 +67,7 @@ def verify(
 @app.command()
 @common_options
 @click.option("--json", "json_output", is_flag=True, help="Machine-readable output.")
-@click.option("--limit", type=click.IntRange(min=1), help="Only the newest N runs.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the newest N runs [default: all].")
 def history(
     out: Path | None,
     manifest: str | None,
@@ -69,7 +75,13 @@ def history(
     json_output: bool,
     limit: int | None,
 ) -> None:
-    """The runs recorded in the manifest: command, selection, start, end (UTC), outcome, counts."""
+    """The runs recorded in the manifest: command, selection, start, end (UTC), outcome, counts.
+
+    \b
+    Examples:
+      allen-mirror history --out /data/allen --limit 10
+      allen-mirror history --out /data/allen --json --limit 1
+    """
     from crawler.listing import open_existing, utc_text
     from crawler.manifest.runs import list_runs
 
@@ -110,13 +122,21 @@ def history(
 @app.command("ls")
 @common_options
 @click.option(
-    "--status", "status", help="Only items of this status: pending|done|failed|removed|superseded."
+    "--status",
+    "status",
+    help="Only items of this status: pending|done|failed|removed|superseded [default: all].",
 )
 @click.option("--format", "fmt", default="jsonl", show_default=True, help="jsonl | table.")
 def ls_command(
     out: Path | None, manifest: str | None, config: Path | None, status: str | None, fmt: str
 ) -> None:
-    """List the manifest's items, one JSON object per line (or a table)."""
+    """List the manifest's items, one JSON object per line (or a table).
+
+    \b
+    Examples:
+      allen-mirror ls --out /data/allen --status failed
+      allen-mirror ls --out /data/allen --format table
+    """
     from crawler.listing import check_status, open_existing, write_ls
 
     if fmt not in ("jsonl", "table"):
@@ -140,7 +160,13 @@ def ls_command(
 def status_command(
     out: Path | None, manifest: str | None, config: Path | None, json_output: bool
 ) -> None:
-    """Counts per status and per data set, and bytes on disk."""
+    """Counts per status and per data set, size on disk, the live rate, workers and claims.
+
+    \b
+    Examples:
+      allen-mirror status --out /data/allen
+      allen-mirror status --manifest postgresql://db/allen --json
+    """
     from crawler.listing import open_existing, status_document, write_status
 
     settings = load(config, out=out, manifest=manifest)

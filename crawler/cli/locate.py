@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -55,32 +57,73 @@ def one_id(text: str, what: str) -> int:
     return ids[0]
 
 
+if TYPE_CHECKING:
+    ParamType = click.ParamType[Any, Any]  # generic from click 8.3 on
+else:
+    ParamType = click.ParamType
+
+
+class Typed(ParamType):
+    """A value shown as INTEGER or FLOAT in --help but parsed here, so that a bad one is named
+    in our words (``invalid --x 'abc': expected a number``)."""
+
+    def __init__(self, name: str, parse: Callable[[str, str], object]) -> None:
+        self.name = name
+        self.parse = parse
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        option = param.opts[0] if param is not None else "value"
+        return self.parse(str(value), option)
+
+
+NUMBER = Typed("float", parse_number)
+TIER = Typed("integer", lambda text, _: parse_downsample(text))
+IMAGE_ID = Typed("integer", lambda text, _: one_id(text, "image"))
+DATA_SET_ID = Typed("integer", lambda text, _: one_id(text, "data set"))
+
+
 @app.command()
 @click.option(
     "--out", "-o", type=click.Path(path_type=Path), help="Mirror directory [default: ./mirror]."
 )
-@click.option("--config", type=click.Path(path_type=Path), help="TOML config file.")
-@click.option("--image", "image", help="SectionImage id: map its pixel --x, --y to the CCF.")
-@click.option("--x", "x", help="Pixel column, full resolution (or of tier --downsample).")
-@click.option("--y", "y", help="Pixel row, full resolution (or of tier --downsample).")
-@click.option("--downsample", help="--x and --y are pixels of this tier [default: 0].")
-@click.option("--dataset", "-d", "data_set", help="SectionDataSet id: map --reference to it.")
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path),
+    help="TOML config file [default: none; env ALLEN_MIRROR_CONFIG].",
+)
+@click.option(
+    "--image", "image", type=IMAGE_ID, help="SectionImage id: map its pixel --x, --y to the CCF."
+)
+@click.option(
+    "--x", "x", type=NUMBER, help="Pixel column, full resolution (or of tier --downsample)."
+)
+@click.option("--y", "y", type=NUMBER, help="Pixel row, full resolution (or of tier --downsample).")
+@click.option("--downsample", type=TIER, help="--x and --y are pixels of this tier [default: 0].")
+@click.option(
+    "--dataset",
+    "-d",
+    "data_set",
+    type=DATA_SET_ID,
+    help="SectionDataSet id: map --reference to it.",
+)
 @click.option("--reference", help="A CCF point X,Y,Z in µm (posterior, inferior, right).")
 def locate(
     out: Path | None,
     config: Path | None,
-    image: str | None,
-    x: str | None,
-    y: str | None,
-    downsample: str | None,
-    data_set: str | None,
+    image: int | None,
+    x: float | None,
+    y: float | None,
+    downsample: int | None,
+    data_set: int | None,
     reference: str | None,
 ) -> None:
     """Offline image sync: a pixel's CCF point and structure, or a CCF point's nearest section.
 
     \b
-    allen-mirror locate --image ID --x X --y Y [--downsample N]
-    allen-mirror locate --dataset ID --reference X,Y,Z
+    Examples:
+      allen-mirror locate --out /data/allen --image 102146167 --x 6000 --y 4000
+      allen-mirror locate --image 102146167 --x 375 --y 250 --downsample 4
+      allen-mirror locate --dataset 100141599 --reference 7000,4000,5000
     """
     from crawler.atlas.mirror import locate_image, locate_reference
 
@@ -92,18 +135,10 @@ def locate(
     if image is not None:
         if x is None or y is None or reference is not None:
             raise UsageError("--image takes --x and --y (pixels), not --reference")
-        answer = locate_image(
-            settings.out,
-            one_id(image, "image"),
-            parse_number(x, "--x"),
-            parse_number(y, "--y"),
-            parse_downsample(downsample),
-        )
+        answer = locate_image(settings.out, image, x, y, downsample or 0)
     else:
         if reference is None or x is not None or y is not None or downsample is not None:
             raise UsageError("--dataset takes --reference X,Y,Z (µm), not --x, --y, --downsample")
         assert data_set is not None
-        answer = locate_reference(
-            settings.out, one_id(data_set, "data set"), *parse_point(reference)
-        )
+        answer = locate_reference(settings.out, data_set, *parse_point(reference))
     click.echo(json.dumps(answer))
