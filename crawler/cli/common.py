@@ -227,6 +227,8 @@ def measured(
     settings: Settings, command: str, run: Callable[[RunMetrics | None], Awaitable[RunReport]]
 ) -> RunReport:
     """Run a fetching command with its metrics served and written, when asked for."""
+    if settings.metrics_port is None and settings.metrics_file is None:
+        return run_async(lambda: run(None))  # prometheus_client is not even imported
     from crawler.metrics import run_metrics
 
     with run_metrics(settings, command) as metrics:
