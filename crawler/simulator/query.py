@@ -2,8 +2,9 @@
 
 Shared by the simulator (its catalogue) and `crawler.serve` (a mirror's records): both only
 provide `source.Records`. Pure apart from reading the records: validation happens before any
-record is scanned, so an unknown model, field or association fails the same way whether or not rows exist, with the
-"Data Access error in query: ..." wording of the live service (ALLEN_API.md §7).
+record is scanned, so an unknown model, field or association fails the same way whether or not
+rows exist, with the "Data Access error in query: ..." wording of the live service
+(ALLEN_API.md §7).
 """
 
 from __future__ import annotations
