@@ -37,7 +37,7 @@ RMA_ERROR_STATUS = 500
 _RMA_QUERY = re.compile(r"/api/v2/data/query\.(\w+)")
 _RMA_LEGACY = re.compile(r"/api/v2/data/(\w+)/query\.(\w+)")
 _RMA_RECORD = re.compile(r"/api/v2/data/(\w+)/(\d+)\.(\w+)")
-_DOWNLOAD = re.compile(
+DOWNLOAD = re.compile(
     r"/api/v2/(section_image_download|image_download|projection_image_download"
     r"|atlas_image_download)/(\d+)"
 )
@@ -86,8 +86,12 @@ def _json(envelope: Mapping[str, object], status: int = 200) -> Reply:
     return Reply(status, JSON, json.dumps(envelope).encode())
 
 
-def not_held(missing: NotHeld) -> Reply:
-    """HTTP 404 naming what the mirror lacks and the command that would fetch it."""
+def not_held(path: str, missing: NotHeld) -> Reply:
+    """HTTP 404 naming what the mirror lacks and the command that would fetch it: a failure
+    envelope for the JSON services (AllenSDK hands its `msg` to the caller), text otherwise."""
+    if route_kind(path) == "rma":
+        body = json.dumps(error_envelope(missing.message)).encode()
+        return Reply(404, JSON, body, not_held=missing)
     return Reply(404, TEXT, f"404 Not Found: {missing.message}\n".encode(), not_held=missing)
 
 
@@ -204,7 +208,7 @@ def answer(
     try:
         return _answer(source, path, query, overstate_total_rows)
     except NotHeld as missing:
-        return not_held(missing)
+        return not_held(path, missing)
 
 
 def _answer(
@@ -220,7 +224,7 @@ def _answer(
         return _rma(source, path, query, overstate_total_rows)
     try:
         if kind == "image":
-            match = _DOWNLOAD.fullmatch(path)
+            match = DOWNLOAD.fullmatch(path)
             if match is None:
                 return _text(404, "Not Found")
             return _download(source, match[1], int(match[2]), query)
