@@ -15,8 +15,9 @@ import json
 import sys
 import traceback
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 warnings.simplefilter("ignore")  # AllenSDK 2.16 on its pinned stack warns about its own APIs
 
@@ -61,7 +62,8 @@ def main() -> None:
         lambda: rma.model_query(
             "SectionDataSet",
             criteria=f"[id$eq{data_set}]",
-            include=["equalization", "products", "specimen(donor,stereotaxic_injections)"],
+            # AllenSDK joins include items with nothing between them: one string, commas inside
+            include=["equalization,products,specimen(donor,stereotaxic_injections)"],
             num_rows="all",
         ),
     )
@@ -96,7 +98,9 @@ def main() -> None:
             num_rows="all",
         ),
     )
-    short = rma.build_query_url(f"model::SectionDataSet[id$eq{data_set}],rma::options[count$eqfalse]")
+    short = rma.build_query_url(
+        f"model::SectionDataSet[id$eq{data_set}],rma::options[count$eqfalse]"
+    )
     record("rma.short_form", lambda: rma.json_msg_query(short))
     paged = rma.build_query_url(
         rma.model_stage("SectionImage", criteria=f"[data_set_id$eq{data_set}]", num_rows=1)
@@ -114,7 +118,6 @@ def main() -> None:
         lambda: rma.model_query(
             "ProjectionStructureUnionize",
             criteria=f"[section_data_set_id$eq{data_set}],structure[acronym$eq'VISp']",
-            include=["structure"],
             num_rows="all",
         ),
     )
@@ -140,9 +143,15 @@ def main() -> None:
             atlas_image, p, annotation=True, atlas=1, downsample=4
         ),
         "tile.jpg": lambda p: images.download_section_image(
-            image, p, downsample=tile["downsample"], left=tile["left"], top=tile["top"],
-            width=tile["width"], height=tile["height"], range=window,
-        ),  # fmt: skip
+            image,
+            p,
+            downsample=tile["downsample"],
+            left=tile["left"],
+            top=tile["top"],
+            width=tile["width"],
+            height=tile["height"],
+            range=window,
+        ),
         "not_mirrored.jpg": lambda p: images.download_section_image(image, p, downsample=3),
     }
     for name, download in downloads.items():
@@ -160,18 +169,22 @@ def main() -> None:
     )
     record(
         "mca.projection_density",
-        lambda: connectivity.download_projection_density(
-            str(where / "mca_projection_density.nrrd"), data_set, 25
-        )
-        or "ok",
+        lambda: (
+            connectivity.download_projection_density(
+                str(where / "mca_projection_density.nrrd"), data_set, 25
+            )
+            or "ok"
+        ),
     )
     grids = GridDataApi(base_uri=base)
     record(
         "grid.projection_density",
-        lambda: grids.download_projection_grid_data(
-            data_set, ["projection_density"], 25, str(where / "grid_projection_density.nrrd")
-        )
-        or "ok",
+        lambda: (
+            grids.download_projection_grid_data(
+                data_set, ["projection_density"], 25, str(where / "grid_projection_density.nrrd")
+            )
+            or "ok"
+        ),
     )
 
     ontologies = OntologiesApi(base_uri=base)
@@ -188,6 +201,10 @@ def main() -> None:
         }
 
     record("ontology.tree", tree)
+    record(
+        "rma.not_mirrored",
+        lambda: rma.model_query("SectionDataSet", criteria=f"[id$eq{ids['other_data_set']}]"),
+    )
     record("ontology.graphs", lambda: [g["id"] for g in ontologies.get_structure_graphs()])
 
     sync = SynchronizationApi(base_uri=base)

@@ -44,6 +44,11 @@ def _response(status: int, content_type: str, body: bytes) -> web.Response:
 
 def _from_reply(reply: Reply) -> web.Response:
     response = _response(reply.status, reply.content_type, reply.body)
+    if reply.not_held is not None:
+        # AllenSDK raises on a 404 with the status line's reason (requests' raise_for_status,
+        # urllib's HTTPError) and never shows the body: the hint goes into the reason too.
+        reason = f"Not Found: {reply.not_held.message}".replace("µ", "u")
+        response.set_status(reply.status, reason.encode("ascii", "replace").decode())
     for name, value in reply.headers:
         response.headers[name] = value
     return response
