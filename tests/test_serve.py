@@ -319,3 +319,7 @@ def test_serve_usage_errors(
     assert result.code == 2 and "no manifest" in result.err
     result = run_cli(capsys, "serve", "--out", str(mirror), "--fallback", "ftp://x")
     assert result.code == 2 and "--fallback" in result.err
+    with serving(mirror, log_path=tmp_path / "serve.log") as served:
+        port = URL(served.base_url).port
+        result = run_cli(capsys, "serve", "--out", str(mirror), "--port", str(port))
+    assert result.code == 2 and f"cannot listen on 127.0.0.1:{port}" in result.err
