@@ -54,6 +54,13 @@ def _from_reply(reply: Reply) -> web.Response:
     return response
 
 
+def unknown_route(path: str) -> Reply:
+    """A 404 for a service `serve` does not answer, saying how to reach the live one."""
+    body = (f"404 Not Found: allen-mirror serve does not answer {path}; "
+            "serve --fallback URL passes such requests to the live API\n")  # fmt: skip
+    return Reply(404, "text/plain; charset=utf-8", body.encode())
+
+
 async def handle(request: web.Request) -> web.StreamResponse:
     """One request: the mirror's answer, or the fallback's for what the mirror lacks."""
     serving = request.app[SERVING]
@@ -66,7 +73,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
     missing = reply.not_held
     if missing is not None:
         event["missing"] = missing.what
-    if missing is not None and serving.fallback is not None:
+    elif reply.status == 404:  # a path the shared surface does not answer (image_to_atlas, ...)
+        event["missing"] = "route"
+        reply = unknown_route(request.path)
+    if reply.status == 404 and serving.fallback is not None:
         fetched = await serving.fallback.fetch(request.raw_path)
         response = _response(fetched.status, fetched.content_type, fetched.body)
         event["origin"] = "fallback"
