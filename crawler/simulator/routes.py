@@ -148,8 +148,8 @@ def _check_atlas(source: DataSource, image: Record, query: Mapping[str, str]) ->
 def _download(source: DataSource, service: str, image_id: int, query: Mapping[str, str]) -> Reply:
     found = source.image(image_id)
     if found is None or (service == "atlas_image_download" and found[0] != "AtlasImage"):
-        source.check_query("AtlasImage" if "atlas" in service else "SectionImage",
-                           {"id": (image_id,)})  # fmt: skip
+        model = "AtlasImage" if service == "atlas_image_download" else "SectionImage"
+        source.check_query(model, {"id": (image_id,)})  # a mirror names what it lacks
         return _text(404, "Not Found")
     model, image = found
     if model == "AtlasImage":
