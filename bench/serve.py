@@ -37,10 +37,12 @@ def build(out: Path) -> list[str]:
         base = ["mirror", "--out", str(out), "--api-base", sim.base_url, "--dataset", str(DATA_SET)]
         assert cli([*base, "--image", "section,projection", *quiet]) == 0
         assert cli([*base, "--tile", "64", "--downsample", "2", "--sections", "1", *quiet]) == 0
-    images = [i for i in catalogue.lookup("SectionImage", "data_set_id", DATA_SET)]
+    images = catalogue.lookup("SectionImage", "data_set_id", DATA_SET)
     index = json.loads(next(out.glob(f"{DATA_SET}/section/ds2/tiles/*/index.json")).read_text())
     tiled = int(next(out.glob(f"{DATA_SET}/section/ds2/tiles/*")).name.split("_")[1])
-    paths = [f"/api/v2/section_image_download/{i['id']}?downsample=4" for i in images if not i["failed"]]
+    paths = [
+        f"/api/v2/section_image_download/{i['id']}?downsample=4" for i in images if not i["failed"]
+    ]
     tiles = [
         f"/api/v2/section_image_download/{tiled}?downsample=2&left={t['left']}&top={t['top']}"
         f"&width={t['width']}&height={t['height']}&range=0,923,0,987,0,4095"
@@ -103,8 +105,10 @@ def main() -> int:
         if values:
             values.sort()
             p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
-            print(f"  {kind:5s} n={len(values):5d} median {statistics.median(values) * 1000:6.1f} ms"
-                  f"  p99 {p99 * 1000:6.1f} ms")  # fmt: skip
+            median = statistics.median(values) * 1000
+            print(
+                f"  {kind:5s} n={len(values):5d} median {median:6.1f} ms  p99 {p99 * 1000:6.1f} ms"
+            )
     return 0
 
 
