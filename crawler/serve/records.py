@@ -103,7 +103,8 @@ def load(out: Path) -> tuple[Catalogue, Held]:
         held.graphs.add(int(graph_id))
         for root in roots:
             if isinstance(root, Mapping):
-                put(tables, "StructureGraph", {"id": int(graph_id), **_graph(root)})
+                graph = {"id": int(graph_id), "ontology_id": root.get("ontology_id")}
+                put(tables, "StructureGraph", graph)
                 for node in _structures(root):
                     put(tables, "Structure", {"graph_id": int(graph_id), **node})
     for directory in sorted(p for p in out.iterdir() if p.name.isdigit()):
@@ -134,10 +135,6 @@ def load(out: Path) -> tuple[Catalogue, Held]:
                     put(tables, "AtlasDataSet", {"id": data_set_id, "atlas_id": atlas_id})
                     held.atlases[data_set_id] = atlas_id
     return _catalogue(tables, links), held
-
-
-def _graph(root: Mapping[str, Any]) -> dict[str, Any]:
-    return {"ontology_id": root.get("ontology_id")}
 
 
 def _catalogue(tables: Tables, links: Links) -> Catalogue:

@@ -81,11 +81,14 @@ class MirrorSource:
         if model in ("SectionImage", "AtlasImage") and "id" in criteria:
             missing = [v for v in criteria["id"] if not isinstance(v, int) or not self.image(v)]
             if missing:
-                option = "--atlas ATLAS_ID" if model == "AtlasImage" else "--dataset DATA_SET_ID"
+                # which data set an unknown image belongs to is what the mirror cannot know
+                option = (
+                    "--atlas <its atlas id>"
+                    if model == "AtlasImage"
+                    else "--dataset <its data set id>"
+                )
                 raise NotHeld(
-                    f"{model} {', '.join(map(str, missing))}",
-                    hints.command(self.out, option)
-                    + f" (the {option.split()[0][2:]} of the image)",
+                    f"{model} {', '.join(map(str, missing))}", hints.command(self.out, option)
                 )
         if model == "ProjectionStructureUnionize" and "section_data_set_id" in criteria:
             missing = [v for v in criteria["section_data_set_id"] if v not in self.held.unionizes]
@@ -104,7 +107,7 @@ class MirrorSource:
         if self.held.atlases:
             atlas = str(min(self.held.atlases.values()))
             return hints.command(self.out, "--atlas", atlas, "--with", extra)
-        return hints.command(self.out, "--dataset", "DATA_SET_ID", "--with", extra)
+        return hints.command(self.out, "--dataset <a data set id>", "--with", extra)
 
     # -- files ---------------------------------------------------------------------------
 
@@ -186,7 +189,7 @@ class MirrorSource:
         if image is None:
             raise NotHeld(
                 f"SectionImage {image_id}",
-                hints.command(self.out, "--dataset", "DATA_SET_ID") + " (the image's data set)",
+                hints.command(self.out, "--dataset <its data set id>"),
             )
         data_set = self.catalogue.get("SectionDataSet", int(str(image["data_set_id"])))
         try:
