@@ -243,7 +243,9 @@ def tabular_rows(
             for name in key[:-1]:
                 owner_model = ASSOCIATIONS[owner_model][name].target
             association = ASSOCIATIONS[owner_model][key[-1]]
-            parents = reached[key[:-1]][:1]  # one parent path per row (see below)
+            # a chain deeper than one association follows its first record at each step: rows
+            # multiply by the last association's records only (our simplification of the join)
+            parents = reached[key[:-1]][:1]
             reached[key] = [t for p in parents for t in catalogue.related(association, p)]
     leaves = sorted({chain for chain, _, _, _ in specs if chain})
     rows: list[dict[str, Record]] = [{}]
