@@ -85,6 +85,10 @@ class Store(Protocol):
         """Drop parts that will not be committed (a stopping run)."""
         ...
 
+    async def put(self, path: str, data: bytes) -> None:
+        """Store a small file whole and at once (dataset.json, index.json, a report)."""
+        ...
+
     async def sizes(self, paths: Sequence[str]) -> list[int | None]:
         """The stored size of each path, None where there is no file: the resume check."""
         ...
