@@ -23,7 +23,7 @@ from crawler.errors import LockedError, UsageError
 from crawler.listing import check_manifest_exists
 from crawler.manifest import Manifest, open_manifest
 from crawler.manifest.repository import Outcome
-from crawler.output import output_lock
+from crawler.output import open_store, output_lock
 from crawler.recorder import FetchStats, Sample
 
 
@@ -167,7 +167,10 @@ async def run_session(
     ``must_exist`` is for commands that read or finish a mirror and must not create one;
     ``locked_hint`` is added to the refusal when another run holds the lock.
     """
-    if not settings.bucket_url:  # a bucket is checked when its store opens
+    if settings.bucket_url:  # exists and lets us in, before anything is locked or recorded
+        async with open_store(settings):
+            pass
+    else:
         check_output_dir(settings.out)
     database = sqlite_file(settings) if settings.exclusive else None
     lock = output_lock(settings, command, database)
