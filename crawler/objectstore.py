@@ -260,6 +260,9 @@ class ObjectStore:
                     results[index] = exc
                 except StorageError as exc:
                     results[index] = exc
+                except BaseException:  # cancelled (a stop): no upload is left open
+                    await self.discard([part])
+                    raise
                 if not isinstance(results[index], StoredFile):
                     await self.discard([part])
 

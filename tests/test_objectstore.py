@@ -22,7 +22,7 @@ from sqlalchemy import select
 from crawler.errors import UsageError
 from crawler.export.upload import stale
 from crawler.manifest.models import items
-from crawler.objectstore import BucketUrl, ObjectOptions
+from crawler.objectstore import BucketUrl, ObjectOptions, open_object_store
 from crawler.simulator import SimulatorConfig, ThreadedSimulator, expected_bytes, serve_in_thread
 from tests.conftest import FAST, image_requests, ls_rows, run_cli, small_catalogue
 from tests.fleet import finish, gate, query
@@ -350,3 +350,46 @@ def test_only_export_names_are_stale() -> None:
     keys = ["train-00001.tar", "train-00002.tar", "notes.txt", "7/dataset.json",
             "val/k.ome.zarr/zarr.json"]  # fmt: skip
     assert stale(keys, {"train-00001.tar"}) == ["train-00002.tar", "val/k.ome.zarr/zarr.json"]
+
+
+# -- the store itself, against the same server -------------------------------------------------
+
+
+async def test_a_part_given_up_aborts_its_upload_and_the_sweep_spares_our_own(
+    s3: Any, bucket: str
+) -> None:
+    async with open_object_store(f"s3://{bucket}/x", [f"part_size={PART_SIZE}"]) as store:
+        with pytest.raises(RuntimeError):
+            async with store.part("a/given-up.jpg") as part:
+                await part.write(b"\x00" * (PART_SIZE + 10))  # a multipart upload starts
+                assert len(open_uploads(s3, bucket)) == 1
+                raise RuntimeError("the body failed its check")
+        assert open_uploads(s3, bucket) == [], "the upload was aborted with the part"
+
+        foreign = s3.create_multipart_upload(Bucket=bucket, Key="x/a/killed.jpg")["UploadId"]
+        elsewhere = s3.create_multipart_upload(Bucket=bucket, Key="y/other-prefix.jpg")
+        async with store.part("a/ours.jpg") as ours:
+            await ours.write(b"\x01" * (PART_SIZE + 10))
+            swept = await store.sweep(await store.clock() + 5)
+            assert swept == 1
+            left = {u["UploadId"] for u in open_uploads(s3, bucket)}
+            assert foreign not in left, "a killed process's upload is aborted"
+            assert elsewhere["UploadId"] in left, "nothing outside the prefix is touched"
+            [stored] = await store.commit([ours])
+        assert not isinstance(stored, Exception) and stored.size == PART_SIZE + 10
+        data = body(s3, bucket, "x/a/ours.jpg")
+        assert data == b"\x01" * (PART_SIZE + 10)
+        head = s3.head_object(Bucket=bucket, Key="x/a/ours.jpg")
+        assert head["Metadata"]["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+async def test_sizes_list_a_crowded_directory_and_head_the_rest(s3: Any, bucket: str) -> None:
+    crowded = [f"1/section/ds4/{n:04d}.jpg" for n in range(30)]
+    for n, path in enumerate(crowded):
+        s3.put_object(Bucket=bucket, Key=f"m/{path}", Body=b"x" * n)
+    s3.put_object(Bucket=bucket, Key="m/2/dataset.json", Body=b"{}")
+    s3.put_object(Bucket=bucket, Key="other/1/section/ds4/0031.jpg", Body=b"outside")
+    asked = [*crowded, "1/section/ds4/0031.jpg", "2/dataset.json", "3/missing.jpg"]
+    async with open_object_store(f"s3://{bucket}/m", []) as store:
+        sizes = await store.sizes(asked)
+    assert sizes == [*range(30), None, 2, None]
