@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from crawler.errors import UsageError
 from crawler.export.upload import stale
+from crawler.lock import OutputLock
 from crawler.manifest.models import items
 from crawler.objectstore import BucketUrl, ObjectOptions, open_object_store
 from crawler.simulator import SimulatorConfig, ThreadedSimulator, expected_bytes, serve_in_thread
@@ -393,3 +394,27 @@ async def test_sizes_list_a_crowded_directory_and_head_the_rest(s3: Any, bucket:
     async with open_object_store(f"s3://{bucket}/m", []) as store:
         sizes = await store.sizes(asked)
     assert sizes == [*range(30), None, 2, None]
+
+
+def test_a_second_run_on_the_same_sqlite_manifest_is_refused(
+    sim: ThreadedSimulator, bucket: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database = tmp_path / "manifest.sqlite"
+    holder = OutputLock(tmp_path, "mirror", name="manifest.sqlite.lock")
+    holder.acquire()  # as a running mirror holds it: beside the manifest, there being no OUT
+    try:
+        result = run_cli(capsys, *mirror_args(sim, f"s3://{bucket}/allen", database))
+    finally:
+        holder.release()
+    assert result.code == 3
+    line = one_line_error(result.err)
+    assert (
+        f"s3://{bucket}/allen (manifest {database}) is in use by another allen-mirror run" in line
+    )
+
+
+@pytest.mark.parametrize("out", ["gs://bucket/allen", "s3:///allen"])
+def test_other_object_urls_are_refused(out: str, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_cli(capsys, "ls", "--out", out, "--manifest", "sqlite:///x.sqlite")
+    assert result.code == 2
+    assert out in one_line_error(result.err)
