@@ -148,7 +148,7 @@ def translated(where: str) -> Iterator[None]:
         code = error_code(exc) or "unknown"
         if code in FATAL_CODES:
             raise BucketError(f"{where}: {FATAL_CODES[code]}") from exc
-        raise StorageError(f"cannot write {where}: {code}: {exc}") from exc
+        raise StorageError(f"{where}: {exc}") from exc
     except BotoCoreError as exc:  # connection refused, endpoint not resolvable, timeouts
         raise BucketError(f"{where}: cannot reach the object store: {exc}") from exc
 

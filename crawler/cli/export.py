@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,9 +16,11 @@ from crawler.cli.common import (
     run_async,
     storage_option,
 )
-from crawler.config import Settings
 from crawler.errors import UsageError
-from crawler.export.plan import ExportOptions
+
+if TYPE_CHECKING:
+    from crawler.config import Settings
+    from crawler.export.plan import ExportOptions
 
 
 @app.command()
