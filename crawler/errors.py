@@ -14,6 +14,7 @@
     │   └── TooLargeError          a body past its size cap                    (permanent)
     ├── StorageError               the store refused one file (a directory in its way)
     │   └── DiskFullError          full or read-only: every file would fail (stops the run)
+    │       └── BucketError        the bucket refused or cannot be reached (stops the run)
     └── ManifestError              the manifest database failed or is unusable
 
 This module imports nothing from the package; library exceptions are translated into these
@@ -104,6 +105,11 @@ class StorageError(AllenMirrorError):
 
 class DiskFullError(StorageError):
     """The output cannot take any file (full, over quota, read-only): the run stops."""
+
+
+class BucketError(DiskFullError):
+    """Object storage refuses every write (bucket gone, access revoked, endpoint down): the run
+    stops instead of failing each item alike."""
 
 
 class ManifestError(AllenMirrorError):

@@ -25,9 +25,9 @@ from crawler.client import ApiClient
 from crawler.commit import store_stage
 from crawler.config import Settings
 from crawler.fetch import Received, fetch_stage
-from crawler.localstore import LocalStore
 from crawler.manifest import Manifest, Status, workers
 from crawler.manifest.repository import Claimed, Outcome
+from crawler.output import open_store
 from crawler.planner import Planner, Target, recheck_done_files
 from crawler.progress import RunProgress
 from crawler.ratelimit import limiter_for
@@ -42,10 +42,6 @@ from crawler.store import Store
 log = structlog.get_logger("crawler.pipeline")
 
 HEARTBEAT = 5.0  # seconds between the workers table's heartbeats
-
-
-def local_store(settings: Settings) -> LocalStore:
-    return LocalStore(settings.out, fsync=settings.fsync, group_sync=settings.group_sync)
 
 
 def make_source(
@@ -106,12 +102,13 @@ async def run_tools(
 ) -> AsyncIterator[Tools]:
     """The client, store and progress bar of a run, with its signals watched."""
     async with (
+        open_store(settings) as store,
         ApiClient.open(settings, limiter_for(settings, manifest)) as client,
         anyio.create_task_group() as group,
     ):
         group.start_soon(watch_signals, stop, settings.grace_seconds)
         with RunProgress(settings.progress, description) as progress:
-            yield Tools(client, local_store(settings), progress, stop)
+            yield Tools(client, store, progress, stop)
         group.cancel_scope.cancel()
 
 
@@ -260,9 +257,10 @@ async def run_plan(settings: Settings, selection: Selection) -> RunReport:
     started = time.monotonic()
     async with (
         run_session(settings, "plan") as manifest,
+        open_store(settings) as store,
         ApiClient.open(settings, limiter_for(settings, manifest)) as client,
     ):
-        planner = Planner(settings, manifest, client, report)
+        planner = Planner(settings, manifest, client, report, store=store)
         await planner.plan_all(await planner.records(selection))
         report.requests = client.requests
         report.retries = client.retries
@@ -293,7 +291,15 @@ async def run_mirror(
                 source = make_source(
                     settings, manifest, tools.store, owner, planning, stop, run=run
                 )
-                planner = Planner(settings, manifest, tools.client, report, planning.ring, run=run)
+                planner = Planner(
+                    settings,
+                    manifest,
+                    tools.client,
+                    report,
+                    planning.ring,
+                    run=run,
+                    store=tools.store,
+                )
                 targets = await seed_targets(planner, selection, stop)
 
                 async def plan_then_finish() -> None:

@@ -66,6 +66,8 @@ def serve(
     if record and fallback is None:
         raise UsageError("--record keeps what --fallback fetched: give --fallback URL too")
     settings = load(config, out=out, manifest=manifest, log_format=log_format)
+    if settings.bucket_url:
+        raise UsageError("serve reads a mirror on disk (--out DIR), not s3://")
     options = ServeOptions(
         out=settings.out,
         manifest_url=settings.manifest_url,
