@@ -28,7 +28,7 @@ class MirrorRun:
         return float(self.summary["seconds"])
 
 
-def selection_args(api_base: str, out: Path, data_sets: Sequence[int]) -> list[str]:
+def selection_args(api_base: str, out: Path | str, data_sets: Sequence[int]) -> list[str]:
     args = ["--api-base", api_base, "--out", str(out)]
     for data_set_id in data_sets:
         args += ["--dataset", str(data_set_id)]
@@ -46,7 +46,7 @@ def parse_summary(stderr: str) -> dict[str, Any]:
 
 def run_mirror(
     api_base: str,
-    out: Path,
+    out: Path | str,  # a directory, or s3://BUCKET/PREFIX
     data_sets: Sequence[int],
     *,
     concurrency: int,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SECTIONS = ("throughput", "overhead", "scale", "memory")  # what a run measures by default
-EXTRA_SECTIONS = ("export",)  # only when named: --only export
+EXTRA_SECTIONS = ("export", "s3")  # only when named: --only export,s3
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class Options:
     memory_items: tuple[int, ...] = (10_000, 100_000)
     memory_image_scale: float = 0.02  # ~1 kB images: a 100,000-item mirror is about requests
     export_images: int = 20_000  # ~1 kB JPEGs exported to WebDataset, against tar cf
+    s3_images: int = 2000  # mirrored to disk and into a (moto) bucket, --only s3
     only: tuple[str, ...] = SECTIONS
     write: Path | None = None
     json: Path | None = None
@@ -44,6 +45,7 @@ TINY = {
     "scale_items": 3000,
     "memory_items": (60, 240),
     "export_images": 200,
+    "s3_images": 40,
     "step_timeout": 120.0,
 }
 
@@ -83,6 +85,7 @@ def parse(argv: list[str] | None = None) -> Options:
         "--memory-items", type=_counts, help="mirror sizes of the memory test [10000,100000]"
     )
     parser.add_argument("--export-images", type=int, help="images of the export bench [20000]")
+    parser.add_argument("--s3-images", type=int, help="images of the s3 bench [2000]")
     parser.add_argument(
         "--only", type=_sections, help=f"subset of {','.join(SECTIONS + EXTRA_SECTIONS)}"
     )
@@ -102,6 +105,7 @@ def parse(argv: list[str] | None = None) -> Options:
         "scale_items",
         "memory_items",
         "export_images",
+        "s3_images",
         "only",
         "write",
         "json",

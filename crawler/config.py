@@ -31,6 +31,10 @@ class Settings:
     api_base: str = DEFAULT_API_BASE
     out: Path = Path("mirror")
     manifest: str | None = None  # SQLAlchemy URL; None means a SQLite file inside OUT
+    # --out s3://BUCKET/PREFIX puts the mirror in object storage (``out`` is then unused);
+    # storage_options are the object store's KEY=VALUE settings (crawler/objectstore.py).
+    bucket_url: str = ""
+    storage_options: tuple[str, ...] = ()
     downsample: int = 4
     quality: int | None = None
     include_failed: bool = False  # failed data sets and sections are skipped unless asked
@@ -87,6 +91,11 @@ class Settings:
     poll_seconds: float = 10.0  # worker --follow: how often to look for new pending items
     metrics_port: int | None = None  # serve Prometheus metrics on this port during the run
     metrics_file: Path | None = None  # write them here (node-exporter textfile) at the end
+
+    @property
+    def where(self) -> str:
+        """OUT as people typed it: a directory, or s3://BUCKET/PREFIX."""
+        return self.bucket_url or str(self.out)
 
     @property
     def manifest_url(self) -> str:
@@ -152,7 +161,13 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         if kind.startswith("tuple"):
             return _coerce_tuple(value, int if kind.startswith("tuple[int") else str)
         if kind.startswith("Path"):
+            if name == "out" and "://" in str(value):
+                return str(value)  # an object store URL: load_settings moves it to bucket_url
             return Path(str(value)).expanduser()
+        if kind.startswith("tuple"):
+            if isinstance(value, list | tuple):
+                return tuple(str(v) for v in value)
+            return tuple(v.strip() for v in str(value).split(",") if v.strip())
         if kind.startswith("bool"):
             if isinstance(value, bool):
                 return value
@@ -233,6 +248,7 @@ def _check(settings: Settings) -> Settings:
     if settings.log_level not in _LOG_LEVELS:
         problems.append(f"log-level must be one of {', '.join(_LOG_LEVELS)}")
     problems.extend(_plan_problems(settings))
+    problems.extend(_bucket_problems(settings))
     if settings.api_base.rstrip("/").endswith("/api/v2"):
         base = settings.api_base.rstrip("/")[: -len("/api/v2")]
         problems.append(
@@ -251,6 +267,23 @@ def _check(settings: Settings) -> Settings:
         api_base=settings.api_base.rstrip("/"),
         archive_base=settings.archive_base.rstrip("/"),
     )
+
+
+def _bucket_problems(settings: Settings) -> list[str]:
+    """--out s3://BUCKET/PREFIX: a known scheme, a bucket, and a manifest outside the bucket."""
+    if not settings.bucket_url:
+        return []
+    scheme, _, rest = settings.bucket_url.partition("://")
+    if scheme != "s3":
+        return [f"--out {settings.bucket_url!r}: only s3:// object storage is supported"]
+    if not rest.split("/", 1)[0]:
+        return [f"--out {settings.bucket_url!r}: expected s3://BUCKET/PREFIX"]
+    if settings.manifest is None:
+        return [
+            f"--out {settings.bucket_url} needs --manifest (sqlite:///PATH/manifest.sqlite or "
+            "postgresql://...): a bucket cannot hold the manifest"
+        ]
+    return []
 
 
 def _plan_problems(settings: Settings) -> list[str]:
@@ -328,6 +361,8 @@ def load_settings(
         merged.update(read_config_file(config_file))
     merged.update(read_environment(env))
     for name, value in flags.items():
-        if value is not None:
+        if value is not None and value != ():
             merged[name] = _coerce(name, value, f"--{name.replace('_', '-')}")
+    if isinstance(merged.get("out"), str):  # s3://BUCKET/PREFIX
+        merged["bucket_url"] = merged.pop("out").rstrip("/")
     return _check(Settings(**merged))

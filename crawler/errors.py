@@ -5,6 +5,7 @@
     │   └── UnknownDataSetError    an id the API does not know
     ├── LockedError                another run holds the output directory (exit 3)
     ├── NoAlignmentError           the image or data set has no alignment to map with (exit 1)
+    ├── CorruptFileError           a mirrored file differs from its manifest row (exit 1)
     ├── RemoteError                the API did not give us what we asked for
     │   ├── TransportError         connect failure, reset, timeout, cut body   (retryable)
     │   ├── HTTPStatusError        a non-2xx answer                            (by status)
@@ -13,6 +14,7 @@
     │   └── TooLargeError          a body past its size cap                    (permanent)
     ├── StorageError               the store refused one file (a directory in its way)
     │   └── DiskFullError          full or read-only: every file would fail (stops the run)
+    │       └── BucketError        the bucket refused or cannot be reached (stops the run)
     └── ManifestError              the manifest database failed or is unusable
 
 This module imports nothing from the package; library exceptions are translated into these
@@ -20,6 +22,8 @@ at the boundary that raised them, with ``raise ... from exc``.
 """
 
 from __future__ import annotations
+
+from os import PathLike
 
 
 class AllenMirrorError(Exception):
@@ -43,6 +47,17 @@ class NoAlignmentError(AllenMirrorError):
 
     Not a UsageError: the id is fine, the data is missing (exit 1).
     """
+
+
+class CorruptFileError(AllenMirrorError):
+    """A mirrored file no longer matches what the manifest recorded (exit 1).
+
+    The fix is on the mirror's side: ``verify --repair`` fetches it again.
+    """
+
+    def __init__(self, path: PathLike[str] | str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}; run 'allen-mirror verify --repair' to fetch it again")
+        self.path = path
 
 
 class RemoteError(AllenMirrorError):
@@ -98,6 +113,11 @@ class StorageError(AllenMirrorError):
 
 class DiskFullError(StorageError):
     """The output cannot take any file (full, over quota, read-only): the run stops."""
+
+
+class BucketError(DiskFullError):
+    """Object storage refuses every write (bucket gone, access revoked, endpoint down): the run
+    stops instead of failing each item alike."""
 
 
 class ManifestError(AllenMirrorError):

@@ -227,6 +227,10 @@ class LocalStore:
             for index in members:
                 attempt(index, parts[index].sync)
 
+    async def put(self, path: str, data: bytes) -> None:
+        dest = self.root / path
+        await anyio.to_thread.run_sync(lambda: write_atomic(dest, data, fsync=self._fsync))
+
     async def sizes(self, paths: Sequence[str]) -> list[int | None]:
         def stat_all() -> list[int | None]:
             found: list[int | None] = []

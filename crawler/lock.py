@@ -1,4 +1,6 @@
-"""The output-directory lock: one run at a time per OUT, and the refusal names who holds it.
+"""The output lock: one run at a time per OUT, and the refusal names who holds it.
+
+It is a file in OUT, or beside the SQLite manifest when OUT is a bucket (crawler/output.py).
 
 An OS lock (flock) is released by the kernel when its process dies, even by SIGKILL, so a
 crashed run never leaves a stale lock behind.
@@ -20,10 +22,14 @@ LOCK_NAME = ".allen-mirror.lock"
 
 
 class OutputLock:
-    """Exclusive lock on ``OUT/.allen-mirror.lock`` for the life of a run."""
+    """Exclusive lock on ``OUT/.allen-mirror.lock`` (or ``name`` in ``out``) for a run's life;
+    ``what`` is how refusals name the mirror."""
 
-    def __init__(self, out: Path, command: str) -> None:
-        self.path = out / LOCK_NAME
+    def __init__(
+        self, out: Path, command: str, *, name: str = LOCK_NAME, what: str | None = None
+    ) -> None:
+        self.path = out / name
+        self.what = what or str(out)
         self.command = command
         self._fd: int | None = None
 
@@ -41,7 +47,7 @@ class OutputLock:
             holder = _describe(fd)
             os.close(fd)
             raise LockedError(
-                f"{self.path.parent} is in use by another allen-mirror run ({holder}); "
+                f"{self.what} is in use by another allen-mirror run ({holder}); "
                 "wait for it to finish or stop it"
             ) from None
         info = {

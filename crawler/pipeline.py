@@ -26,9 +26,9 @@ from crawler.client import ApiClient
 from crawler.commit import store_stage
 from crawler.config import Settings
 from crawler.fetch import Received, fetch_stage
-from crawler.localstore import LocalStore
 from crawler.manifest import Manifest, Status, workers
 from crawler.manifest.repository import Claimed, Outcome
+from crawler.output import open_store
 from crawler.planner import Planner, Target, recheck_done_files
 from crawler.progress import RunProgress
 from crawler.ratelimit import limiter_for
@@ -47,10 +47,6 @@ log = structlog.get_logger("crawler.pipeline")
 
 HEARTBEAT = 5.0  # seconds between the workers table's heartbeats
 QUEUE_EVERY = 1.0  # seconds between counts of pending items, when metrics are served
-
-
-def local_store(settings: Settings) -> LocalStore:
-    return LocalStore(settings.out, fsync=settings.fsync, group_sync=settings.group_sync)
 
 
 def make_source(
@@ -116,6 +112,7 @@ async def run_tools(
 ) -> AsyncIterator[Tools]:
     """The client, store and progress bar of a run, with its signals watched."""
     async with (
+        open_store(settings) as store,
         ApiClient.open(settings, limiter_for(settings, manifest)) as client,
         anyio.create_task_group() as group,
     ):
@@ -125,7 +122,7 @@ async def run_tools(
         progress = RunProgress(settings.progress, description)
         progress.watch(client)
         with progress:
-            yield Tools(client, local_store(settings), progress, stop, metrics)
+            yield Tools(client, store, progress, stop, metrics)
         group.cancel_scope.cancel()
 
 
@@ -287,10 +284,11 @@ async def run_plan(settings: Settings, selection: Selection) -> RunReport:
     async with (
         run_session(settings, "plan") as manifest,
         recorded_run(manifest, settings, selection.describe(), report, None),
+        open_store(settings) as store,
         ApiClient.open(settings, limiter_for(settings, manifest)) as client,
     ):
         try:
-            planner = Planner(settings, manifest, client, report)
+            planner = Planner(settings, manifest, client, report, store=store)
             await planner.plan_all(await planner.records(selection))
         finally:
             report.requests = client.requests
@@ -326,7 +324,15 @@ async def run_mirror(
                 source = make_source(
                     settings, manifest, tools.store, owner, planning, stop, run=run
                 )
-                planner = Planner(settings, manifest, tools.client, report, planning.ring, run=run)
+                planner = Planner(
+                    settings,
+                    manifest,
+                    tools.client,
+                    report,
+                    planning.ring,
+                    run=run,
+                    store=tools.store,
+                )
                 targets = await seed_targets(planner, selection, stop)
 
                 async def plan_then_finish() -> None:

@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import anyio
 import structlog
 
 from crawler import plan, seed
@@ -22,7 +21,6 @@ from crawler.ccf import plan_ccf
 from crawler.client import ApiClient
 from crawler.config import Settings
 from crawler.errors import DiskFullError, StorageError
-from crawler.localstore import write_atomic
 from crawler.manifest import Manifest
 from crawler.plan import Item, is_failed
 from crawler.selection import Selection, resolve_filters
@@ -77,6 +75,7 @@ class Planner:
         *,
         sink: ItemSink | None = None,
         run: int | None = None,
+        store: Store | None = None,
     ) -> None:
         self.settings = settings
         self.run = run  # the runs row that tags what is planned (mirror and sync fetch those)
@@ -85,6 +84,7 @@ class Planner:
         # in which case nothing at all is written.
         self.sink: ItemSink = sink or _ManifestSink(manifest, run)
         self.writes = sink is None
+        self.store = store  # where dataset.json and the tile indexes go (when it writes)
         self.client = client
         self.report = report
         self.on_items = on_items  # new items were recorded
@@ -193,9 +193,7 @@ class Planner:
         with metadata_written(root):
             if self.writes:
                 await seed.save_seed(
-                    self.settings.out,
-                    seed.DataSetSeed(record=dict(record), images=all_images),
-                    fsync=self.settings.fsync,
+                    self._store(), seed.DataSetSeed(record=dict(record), images=all_images)
                 )
         context = plan.data_set_context(record, self.options)
         renderings = plan.section_renderings(self.options, context)
@@ -226,9 +224,7 @@ class Planner:
         root = plan.atlas_root(target.atlas_id)
         with metadata_written(root):
             if self.writes:
-                await seed.save_atlas_seed(
-                    self.settings.out, target.atlas_id, target.images, fsync=self.settings.fsync
-                )
+                await seed.save_atlas_seed(self._store(), target.atlas_id, target.images)
         renderings = plan.atlas_renderings(target.atlas_id, self.options)
         planned, added = await self._record(
             item
@@ -249,15 +245,14 @@ class Planner:
         """Each tiled image's index.json, written atomically while planning."""
         if not self.options.tile or not self.writes:
             return
-        out, fsync, options = self.settings.out, self.settings.fsync, self.options
+        store = self._store()
+        for image in images:
+            for path, document in plan.tile_indexes(root, image, renderings, self.options):
+                await store.put(path, json.dumps(document, separators=(",", ":")).encode())
 
-        def write() -> None:
-            for image in images:
-                for path, document in plan.tile_indexes(root, image, renderings, options):
-                    data = json.dumps(document, separators=(",", ":")).encode()
-                    write_atomic(out / path, data, fsync=fsync)
-
-        await anyio.to_thread.run_sync(write)
+    def _store(self) -> Store:
+        assert self.store is not None, "a planner that writes needs a store"
+        return self.store
 
     async def _record(self, planned: Iterable[Item]) -> tuple[int, int]:
         """Insert items chunk by chunk; returns (items planned, items new to the manifest)."""

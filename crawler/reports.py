@@ -1,7 +1,8 @@
 """Run reports: every mirror, sync and verify leaves a JSON file and a runs row for monitoring.
 
 The report is written whatever the outcome (done, failed, interrupted, error), atomically, to
-``OUT/.reports/<UTC timestamp>-<command>.json`` unless ``--report FILE`` says otherwise.
+``OUT/.reports/<UTC timestamp>-<command>.json`` (an object when OUT is a bucket) unless
+``--report FILE`` says otherwise.
 """
 
 from __future__ import annotations
@@ -35,17 +36,33 @@ REPORTS_DIR = ".reports"
 def settings_document(settings: Settings) -> dict[str, Any]:
     """The settings of a run, JSON-ready, without secrets."""
     document = dataclasses.asdict(settings)
-    document["out"] = str(settings.out)
+    document["out"] = settings.where
     document["metrics_file"] = str(settings.metrics_file) if settings.metrics_file else None
     document["manifest"] = safe_url(settings.manifest_url)
     document["api_base"] = mask_url(settings.api_base)
     return document
 
 
-def default_report_path(out: Path, command: str, started: datetime) -> Path:
-    """``OUT/.reports/20261121T153000.123456Z-mirror.json``: to the microsecond, so two runs in
-    the same second keep both reports, and the names sort in time order."""
-    return out / REPORTS_DIR / f"{started.strftime('%Y%m%dT%H%M%S.%f')}Z-{command}.json"
+def report_name(command: str, started: datetime) -> str:
+    """``.reports/20261121T153000.123456Z-mirror.json`` under OUT: to the microsecond, so two
+    runs in the same second keep both reports, and the names sort in time order."""
+    return f"{REPORTS_DIR}/{started.strftime('%Y%m%dT%H%M%S.%f')}Z-{command}.json"
+
+
+async def write_report(
+    settings: Settings, report_file: str | Path | None, name: str, data: bytes
+) -> str:
+    """Write the report to ``--report FILE`` or into OUT (its store: a directory or a bucket);
+    where it went."""
+    if report_file is None and settings.bucket_url:
+        from crawler.output import open_store
+
+        async with open_store(settings) as store:
+            await store.put(name, data)
+        return f"{settings.bucket_url}/{name}"
+    path = Path(report_file or settings.out / name)
+    await anyio.to_thread.run_sync(lambda: write_atomic(path, data, fsync=settings.fsync))
+    return str(path)
 
 
 def outcome_of(report: RunReport, error: BaseException | None) -> str:
@@ -130,7 +147,7 @@ async def recorded_run(
                 problem = None
             outcome = outcome_of(report, problem)
             exit_code = exit_code_for(problem) if problem is not None else report.exit_code
-            path = Path(report_file or default_report_path(settings.out, report.command, started))
+            name = report_name(report.command, started)
             document = report_document(
                 report,
                 settings,
@@ -143,14 +160,11 @@ async def recorded_run(
                 error=mask_text(str(problem)) if problem is not None else None,
             )
             data = (json.dumps(document, indent=1) + "\n").encode()
-            written: str | None = str(path)
+            written: str | None = None
             try:
-                await anyio.to_thread.run_sync(
-                    lambda: write_atomic(path, data, fsync=settings.fsync)
-                )
+                written = await write_report(settings, report_file, name, data)
             except AllenMirrorError as exc:
-                log.warning("report.not_written", path=str(path), error=str(exc))
-                written = None
+                log.warning("report.not_written", path=str(report_file or name), error=str(exc))
             try:
                 await finish_run(
                     manifest,

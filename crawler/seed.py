@@ -9,17 +9,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
-import anyio
 import structlog
 
 from crawler import records, rma
 from crawler.errors import QueryError, UnknownDataSetError, UsageError
-from crawler.localstore import write_atomic
 from crawler.plan import atlas_root
 from crawler.selection import labels
+from crawler.store import Store
 
 log = structlog.get_logger("crawler.seed")
 
@@ -242,17 +240,13 @@ def rows_document(head: dict[str, Any], key: str, rows: list[dict[str, Any]]) ->
     return ("{" + ", ".join(fields) + f", {json.dumps(key)}: [\n{lines}\n]}}\n").encode()
 
 
-async def save_atlas_seed(
-    out: Path, atlas_id: int, images: list[dict[str, Any]], *, fsync: bool
-) -> None:
+async def save_atlas_seed(store: Store, atlas_id: int, images: list[dict[str, Any]]) -> None:
     """``OUT/atlas_<atlas id>/atlas.json``: the AtlasImage records as the API gave them."""
     data = rows_document({"atlas_id": atlas_id}, "atlas_images", images)
-    await anyio.to_thread.run_sync(
-        lambda: write_atomic(out / atlas_root(atlas_id) / "atlas.json", data, fsync=fsync)
-    )
+    await store.put(f"{atlas_root(atlas_id)}/atlas.json", data)
 
 
-async def save_seed(out: Path, seed: DataSetSeed, *, fsync: bool) -> None:
+async def save_seed(store: Store, seed: DataSetSeed) -> None:
     """``OUT/<data_set_id>/dataset.json``: what the API said, for people and later syncs."""
     head = {
         "data_set": seed.record,
@@ -260,6 +254,4 @@ async def save_seed(out: Path, seed: DataSetSeed, *, fsync: bool) -> None:
         "labels": labels(seed.record),
     }
     data = rows_document(head, "section_images", seed.images)
-    await anyio.to_thread.run_sync(
-        lambda: write_atomic(out / str(seed.id) / "dataset.json", data, fsync=fsync)
-    )
+    await store.put(f"{seed.id}/dataset.json", data)

@@ -1,4 +1,4 @@
-"""A run's session: its output directory, lock and manifest, and what it reports at the end.
+"""A run's session: its output (directory or bucket), lock and manifest, and what it reports.
 
 Every command that changes a mirror opens one (``run_session``); the pipeline, sync, verify and
 worker build on it rather than on each other.
@@ -21,9 +21,9 @@ import anyio
 from crawler.config import Settings
 from crawler.errors import LockedError, UsageError
 from crawler.listing import check_manifest_exists
-from crawler.lock import OutputLock
 from crawler.manifest import Manifest, open_manifest
 from crawler.manifest.repository import Outcome
+from crawler.output import open_store, output_lock
 from crawler.recorder import FetchStats, Sample
 
 
@@ -169,8 +169,13 @@ async def run_session(
     ``must_exist`` is for commands that read or finish a mirror and must not create one;
     ``locked_hint`` is added to the refusal when another run holds the lock.
     """
-    check_output_dir(settings.out)
-    lock = OutputLock(settings.out, command) if settings.exclusive else None
+    if settings.bucket_url:  # exists and lets us in, before anything is locked or recorded
+        async with open_store(settings):
+            pass
+    else:
+        check_output_dir(settings.out)
+    database = sqlite_file(settings) if settings.exclusive else None
+    lock = output_lock(settings, command, database)
     if lock is not None:
         if must_exist:
             check_manifest_exists(settings.manifest_url)
@@ -180,7 +185,6 @@ async def run_session(
             if locked_hint is None:
                 raise
             raise LockedError(f"{exc}; {locked_hint}") from None
-    database = sqlite_file(settings) if settings.exclusive else None
     created = database is not None and not database.exists()
     try:
         manifest = await open_manifest(

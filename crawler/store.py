@@ -9,7 +9,8 @@ A file's life, whatever the backend:
 
 A part never appears under its final name before ``commit`` made it durable, and the manifest is
 told only after ``commit`` returned, so an interrupted run leaves either a whole file or none.
-The local filesystem (``crawler.localstore``) is one implementation; object storage is another.
+The local filesystem (``crawler.localstore``) is one implementation; an S3-compatible bucket
+(``crawler.objectstore``) is another; ``crawler.output`` opens the one OUT names.
 """
 
 from __future__ import annotations
@@ -83,6 +84,10 @@ class Store(Protocol):
 
     async def discard(self, parts: Sequence[Part]) -> None:
         """Drop parts that will not be committed (a stopping run)."""
+        ...
+
+    async def put(self, path: str, data: bytes) -> None:
+        """Store a small file whole and at once (dataset.json, index.json, a report)."""
         ...
 
     async def sizes(self, paths: Sequence[str]) -> list[int | None]:

@@ -84,7 +84,9 @@ async def run_sync(
         try:
             await manifest.reclaim(exclusive=settings.exclusive)
             async with run_tools(settings, manifest, stop, "sync", metrics) as tools:
-                planner = Planner(settings, manifest, tools.client, report, run=run)
+                planner = Planner(
+                    settings, manifest, tools.client, report, run=run, store=tools.store
+                )
                 targets = await seed_targets(planner, selection, stop)
                 await prepare(planner, targets, tools, manifest, report)
                 if stop.requested:

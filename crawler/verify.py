@@ -134,6 +134,10 @@ async def check_done_files(
     with RunProgress(settings.progress, "verify") as progress:
         tallies = await manifest.tallies()
         progress.set_total(tallies.get(Status.DONE.value, Tally()).items)
+        if settings.bucket_url:
+            from crawler.objectverify import find_object_problems
+
+            return await find_object_problems(manifest, settings, report, progress, decode=decode)
         return await find_problems(manifest, settings.out, report, progress, decode=decode)
 
 
@@ -142,7 +146,7 @@ async def verify_read_only(settings: Settings, *, decode: bool) -> RunReport:
     and the problems reported, but nothing is flagged, locked or recorded."""
     report = RunReport(command="verify")
     started = time.monotonic()
-    log.info("verify.read_only", out=str(settings.out), flagged=False, report_written=False)
+    log.info("verify.read_only", out=settings.where, flagged=False, report_written=False)
     manifest = await open_existing(settings.manifest_url)
     try:
         await check_done_files(manifest, settings, report, decode=decode)

@@ -138,3 +138,4 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 # The fleet fixtures (worker subprocesses on one PostgreSQL manifest), imported last: they use
 # the helpers above.
 from tests.fleet import config, slow_sim, spawn  # noqa: E402, F401
+from tests.s3 import bucket, s3, s3_endpoint, s3_env  # noqa: E402, F401  (object storage)

@@ -17,7 +17,7 @@ from crawler import localstore
 from crawler.config import load_settings
 from crawler.errors import DiskFullError, StorageError
 from crawler.localstore import OWN_SUFFIX, LocalPart, LocalStore
-from crawler.pipeline import local_store
+from crawler.output import open_store
 from crawler.store import Part, StoredFile
 
 
@@ -205,7 +205,8 @@ async def test_group_sync_false_from_the_environment_reaches_the_run_store(
 ) -> None:
     steps = _record_steps(monkeypatch)
     settings = load_settings(None, {"out": tmp_path}, environ={"ALLEN_MIRROR_GROUP_SYNC": "false"})
-    dests = await commit_many(local_store(settings), tmp_path, 40)
+    async with open_store(settings) as store:
+        dests = await commit_many(store, tmp_path, 40)
     _assert_one_fsync_per_file(steps, dests)
 
 

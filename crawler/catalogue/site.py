@@ -1,11 +1,12 @@
 """Build the site: decide which pages are stale, make their views, write what changed.
 
 A data set's page depends on its manifest rows (the census digest), its record file, the CCF
-files, where the site sits relative to the mirror, and this module's ``VERSION``; together they
-are the page's key, kept in ``.catalogue-state.json`` with the page's index row and the
-thumbnails it shows. A page whose key is unchanged (and whose thumbnails exist) is neither read
-nor rendered; a page that is rendered is written only if its bytes differ. So a rebuild of an
-unchanged mirror costs one pass over the manifest and writes at most the history page.
+files, where the site sits relative to the mirror, and the catalogue's own code; together they
+are the page's key, kept in ``.catalogue-state.json`` with the page's index row (the thumbnails
+it shows are in ``.catalogue-pages/``). A page whose key is unchanged (and whose thumbnails
+exist) is neither read nor rendered; a page that is rendered is written only if its bytes
+differ. So a rebuild of an unchanged mirror costs one pass over the manifest and writes at most
+the history page.
 """
 
 from __future__ import annotations
@@ -39,12 +40,13 @@ from crawler.catalogue.pages import (
 )
 from crawler.catalogue.positions import section_centre
 from crawler.catalogue.records import Described, read_described, record_file
-from crawler.catalogue.thumbs import ThumbJob, Thumbnails, thumb_name
+from crawler.catalogue.thumbs import Shown, ThumbJob, Thumbnails, thumb_name
 from crawler.errors import AllenMirrorError
 from crawler.localstore import write_atomic
 
-VERSION = 1  # of the pages' markup: a new version renders every page once
-STATE = ".catalogue-state.json"
+STATE = ".catalogue-state.json"  # each page's key and index row
+PAGE_DIGESTS = ".catalogue-pages"  # per page, the digests of the thumbnails it shows
+PAGES_PER_BATCH = 32  # stale pages whose CCF positions are found in one annotation pass
 _SAFE = re.compile(r"[A-Za-z0-9_-]+")
 
 
@@ -95,14 +97,20 @@ def _ordered(directory: str) -> tuple[int, int, str]:
 def render_site(
     out: Path, index_file: Path, census: Mapping[str, Census], spill: Spill, runs: list[Any]
 ) -> BuildStats:
-    """Write every stale page, the index and the history page under ``index_file``'s folder."""
+    """Write every stale page, the index and the history page under ``index_file``'s folder.
+
+    Memory stays that of a few data sets: an unchanged page is checked from its own digest
+    file, stale pages are made a batch at a time, and old thumbnails are swept bucket by bucket.
+    """
     site = index_file.parent
     site.mkdir(parents=True, exist_ok=True)
+    (site / PAGE_DIGESTS).mkdir(exist_ok=True)
     thumbs = Thumbnails(site / "thumbs")
+    shown = Shown(spill.root / "shown")
     stats = BuildStats()
     old = _load_state(site)
     ccf_files = out / CCF_DIRECTORY / ONTOLOGY_FILE, annotation_file(out)
-    common = [VERSION, os.path.relpath(out, site), index_file.name]
+    common: list[Any] = [markup_version(), os.path.relpath(out, site), index_file.name]
     common += [_stat_key(path) for path in ccf_files]
     directories = sorted(
         (d for d in census if d != ATLAS_WIDE and _SAFE.fullmatch(d)), key=_ordered
@@ -113,34 +121,34 @@ def render_site(
         key_source = [*common, census[directory].digest, _stat_key(record_file(out, directory))]
         key = hashlib.sha256(json.dumps(key_source).encode()).hexdigest()
         entry = old.get(directory)
-        if (
-            entry is not None
-            and entry.get("key") == key
-            and (site / f"{directory}.html").is_file()
-            and all(thumbs.size(digest) is not None for digest in entry.get("digests", []))
-        ):
-            pages[directory] = entry
-        else:
-            pages[directory] = {"key": key}
-            stale.append(directory)
-    positions, ccf_note = ccf_positions(out, stale, *ccf_files)
-    for directory in stale:
-        view, digests, strip = data_set_view(
-            out, site, directory, census[directory], spill, thumbs, positions
-        )
-        if view.alignment is not None and ccf_note:
-            view.ccf_note = ccf_note
-        stats.pages_rendered += 1
-        stats.pages_written += write_if_changed(
-            site / f"{directory}.html", data_set_page(view, "", index_file.name)
-        )
-        pages[directory]["row"] = index_row(view, f"{directory}.html", strip)
-        pages[directory]["digests"] = digests
+        if entry is not None and entry.get("key") == key and (site / f"{directory}.html").is_file():
+            digests = _read_digests(site, directory)
+            if digests is not None and all(thumbs.exists(digest) for digest in digests):
+                pages[directory] = entry
+                shown.add(digests)
+                continue
+        pages[directory] = {"key": key}
+        stale.append(directory)
+    for start in range(0, len(stale), PAGES_PER_BATCH):
+        batch = stale[start : start + PAGES_PER_BATCH]
+        positions, ccf_note = ccf_positions(out, batch, *ccf_files)
+        for directory in batch:
+            view, digests, strip = data_set_view(
+                out, site, directory, census[directory], spill, thumbs, positions
+            )
+            if view.alignment is not None and ccf_note:
+                view.ccf_note = ccf_note
+            stats.pages_rendered += 1
+            stats.pages_written += write_if_changed(
+                site / f"{directory}.html", data_set_page(view, "", index_file.name)
+            )
+            pages[directory]["row"] = index_row(view, f"{directory}.html", strip)
+            write_if_changed(_digests_file(site, directory), "".join(f"{d}\n" for d in digests))
+            shown.add(digests)
     for directory in set(old) - set(pages):
         (site / f"{directory}.html").unlink(missing_ok=True)
-    shown = {digest for entry in pages.values() for digest in entry["digests"]}
+        _digests_file(site, directory).unlink(missing_ok=True)
     stats.thumbs_removed = thumbs.keep_only(shown)
-    thumbs.save()
     stats.thumbs_made = thumbs.made
     stats.data_sets = len(directories)
     atlas_wide = [
@@ -163,6 +171,27 @@ def render_site(
     )
     _save_state(site, pages)
     return stats
+
+
+def markup_version() -> str:
+    """A hash of the catalogue's own code: a change in how pages are made renders every page
+    once, with no version number to remember to bump."""
+    digest = hashlib.sha256()
+    for module in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(module.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _digests_file(site: Path, directory: str) -> Path:
+    return site / PAGE_DIGESTS / f"{directory}.txt"
+
+
+def _read_digests(site: Path, directory: str) -> list[str] | None:
+    """The thumbnails a page shows, as its last build wrote them; None if unknown."""
+    try:
+        return _digests_file(site, directory).read_text(encoding="ascii").split()
+    except OSError:
+        return None
 
 
 def ccf_positions(
@@ -212,7 +241,7 @@ def data_set_view(
     described = read_described(out, directory)
     entries, others = collapse(spill.rows(directory))
     mains = {(s.number, s.image_id): s.main() for s in entries}
-    thumbs.ensure(
+    sizes = thumbs.ensure(
         ThumbJob(main.digest, out / main.path, main.tiled)
         for main in mains.values()
         if main is not None and main.counts.get("done")
@@ -221,7 +250,7 @@ def data_set_view(
     digests: list[str] = []
     planned = {(s.number, s.image_id) for s in entries}
     for entry in entries:
-        card = _section_view(out, site, entry, thumbs, positions.get((directory, entry.image_id)))
+        card = _section_view(out, site, entry, sizes, positions.get((directory, entry.image_id)))
         main = mains[(entry.number, entry.image_id)]
         if card.thumb is not None and main is not None:
             digests.append(main.digest)
@@ -255,11 +284,15 @@ def data_set_view(
 
 
 def _section_view(
-    out: Path, site: Path, entry: SectionEntry, thumbs: Thumbnails, ccf: str | None
+    out: Path,
+    site: Path,
+    entry: SectionEntry,
+    sizes: Mapping[str, tuple[int, int]],
+    ccf: str | None,
 ) -> SectionView:
     main = entry.main()
     thumb = None
-    if main is not None and (size := thumbs.size(main.digest)) is not None:
+    if main is not None and (size := sizes.get(main.digest)) is not None:
         thumb = (f"thumbs/{thumb_name(main.digest)}", size[0], size[1])
     variants = [
         VariantView(

@@ -2,10 +2,10 @@
 
 A thumbnail is named after the digest of what it shows (``thumbs/ab/<sha256>.jpg``: the image's
 sha256, or for a tiled image a hash of its tiles' sha256s), so a changed image gets a new
-thumbnail and an unchanged one is never decoded again. ``thumbs/index.json`` maps each digest to
-its thumbnail's size, so pages give every ``<img>`` its width and height without opening a
-thumbnail. JPEG decoding uses Pillow's draft mode (the decoder scales by 1/2 to 1/8 itself),
-and tiled images are stitched from their tiles scaled down, never at full size.
+thumbnail and an unchanged one is never decoded again. A page gives every ``<img>`` its width
+and height from the thumbnail's JPEG header, so no index of every thumbnail is kept in memory.
+JPEG decoding uses Pillow's draft mode (the decoder scales by 1/2 to 1/8 itself), and tiled
+images are stitched from their tiles scaled down, never at full size.
 """
 
 from __future__ import annotations
@@ -21,11 +21,10 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from crawler.localstore import write_atomic
-
 THUMB = 160  # the longer side, in pixels
 QUALITY = 82
-INDEX = "index.json"
+LEGACY_INDEX = "index.json"  # an earlier version kept every thumbnail's size here
+SPILL_DIGESTS = 20_000  # digests buffered before they are appended to the bucket files
 BACKGROUND = (236, 236, 236)  # where a tile is missing
 
 
@@ -44,45 +43,45 @@ def thumb_name(digest: str) -> str:
 
 
 class Thumbnails:
-    """The ``thumbs/`` directory and its index: which digests have a thumbnail, and its size."""
+    """The ``thumbs/`` directory: one thumbnail per digest. Nothing about all of them is held in
+    memory: a thumbnail's size is read from its own header when a page shows it."""
 
     def __init__(self, root: Path, *, workers: int | None = None) -> None:
         self.root = root
         self.workers = workers or min(4, os.cpu_count() or 1)
         self.made = 0  # thumbnails made by this build
-        try:
-            loaded = json.loads((root / INDEX).read_bytes())
-        except (OSError, ValueError):
-            loaded = {}
-        self.sizes: dict[str, tuple[int, int]] = {
-            digest: (int(size[0]), int(size[1]))
-            for digest, size in (loaded.items() if isinstance(loaded, dict) else [])
-            if isinstance(size, list) and len(size) == 2
-        }
-        self._dirty = False
+
+    def exists(self, digest: str) -> bool:
+        return (self.root / thumb_name(digest)).is_file()
 
     def size(self, digest: str) -> tuple[int, int] | None:
-        """The thumbnail's width and height, or None if there is none."""
-        return self.sizes.get(digest)
+        """The thumbnail's width and height (its JPEG header), or None if there is none."""
+        try:
+            with Image.open(self.root / thumb_name(digest)) as image:
+                return image.size
+        except (OSError, UnidentifiedImageError, ValueError):
+            return None
 
-    def ensure(self, jobs: Iterable[ThumbJob]) -> None:
-        """Make the thumbnails not yet made (or whose file is gone), a few at a time."""
-        todo = {
-            job.digest: job
-            for job in jobs
-            if job.digest
-            and (job.digest not in self.sizes or not (self.root / thumb_name(job.digest)).exists())
-        }
-        if not todo:
-            return
-        with ThreadPoolExecutor(self.workers) as pool:
-            for digest, size in zip(todo, pool.map(self._make, todo.values()), strict=True):
-                if size is None:
-                    self.sizes.pop(digest, None)
-                else:
-                    self.sizes[digest] = size
-                    self.made += 1
-        self._dirty = True
+    def ensure(self, jobs: Iterable[ThumbJob]) -> dict[str, tuple[int, int]]:
+        """Each job's thumbnail size, made (a few at a time) where there is none yet; a digest
+        whose image cannot be decoded is left out."""
+        sizes: dict[str, tuple[int, int]] = {}
+        todo: dict[str, ThumbJob] = {}
+        for job in jobs:
+            if not job.digest or job.digest in sizes or job.digest in todo:
+                continue
+            size = self.size(job.digest)
+            if size is None:
+                todo[job.digest] = job
+            else:
+                sizes[job.digest] = size
+        if todo:
+            with ThreadPoolExecutor(self.workers) as pool:
+                for digest, made in zip(todo, pool.map(self._make, todo.values()), strict=True):
+                    if made is not None:
+                        sizes[digest] = made
+                        self.made += 1
+        return sizes
 
     def _make(self, job: ThumbJob) -> tuple[int, int] | None:
         if job.tiled:
@@ -102,21 +101,54 @@ class Thumbnails:
         os.replace(part, target)
         return image.size
 
-    def keep_only(self, digests: set[str]) -> int:
-        """Remove thumbnails no page shows any more; returns how many went."""
-        gone = [digest for digest in self.sizes if digest not in digests]
-        for digest in gone:
-            (self.root / thumb_name(digest)).unlink(missing_ok=True)
-            del self.sizes[digest]
-        self._dirty = self._dirty or bool(gone)
-        return len(gone)
+    def keep_only(self, shown: Shown) -> int:
+        """Remove thumbnails no page shows any more, one ``thumbs/xx/`` bucket at a time;
+        returns how many went."""
+        (self.root / LEGACY_INDEX).unlink(missing_ok=True)
+        try:
+            buckets = sorted(entry.name for entry in os.scandir(self.root) if entry.is_dir())
+        except OSError:
+            return 0
+        removed = 0
+        for bucket in buckets:
+            keep = shown.bucket(bucket)
+            for entry in os.scandir(self.root / bucket):
+                digest = entry.name.removesuffix(".jpg")
+                if entry.name.endswith(".jpg") and digest not in keep:
+                    os.unlink(entry.path)
+                    removed += 1
+        return removed
 
-    def save(self) -> None:
-        """Write the index if it changed."""
-        if self._dirty:
-            document = {d: list(s) for d, s in sorted(self.sizes.items())}
-            write_atomic(self.root / INDEX, json.dumps(document).encode(), fsync=False)
-            self._dirty = False
+
+class Shown:
+    """The digests the pages show, spilled to one file per ``thumbs/`` bucket (the digest's
+    first two characters), so sweeping old thumbnails holds one bucket's digests at a time."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self._buffer: dict[str, list[str]] = {}
+        self._buffered = 0
+
+    def add(self, digests: Iterable[str]) -> None:
+        for digest in digests:
+            self._buffer.setdefault(digest[:2], []).append(digest + "\n")
+            self._buffered += 1
+        if self._buffered >= SPILL_DIGESTS:
+            self.flush()
+
+    def flush(self) -> None:
+        for bucket, lines in self._buffer.items():
+            with (self.root / f"{bucket}.txt").open("a", encoding="ascii") as handle:
+                handle.writelines(lines)
+        self._buffer, self._buffered = {}, 0
+
+    def bucket(self, bucket: str) -> set[str]:
+        self.flush()
+        try:
+            return set((self.root / f"{bucket}.txt").read_text(encoding="ascii").split())
+        except OSError:
+            return set()
 
 
 def open_scaled(path: Path, at_least: int) -> tuple[Image.Image, tuple[int, int]] | None:

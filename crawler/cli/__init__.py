@@ -2,7 +2,7 @@
 
 One module per command group: ``fetching`` (mirror, plan, sync, worker, demo), ``inspecting``
 (verify, ls, status, history), ``admin`` (db, simulate), ``locate`` (offline image sync),
-``catalogue`` (the static HTML site);
+``catalogue`` (the static HTML site), ``serving`` (the mirror as the Allen API);
 ``app`` is the entry point and the one place errors become exit codes; ``common`` holds the
 shared options and parsing.
 """
@@ -14,6 +14,7 @@ from crawler.cli import (  # noqa: F401 - they register the commands
     fetching,
     inspecting,
     locate,
+    serving,
 )
 from crawler.cli.app import app, main, run
 from crawler.cli.common import parse_ids_text, parse_sections

@@ -9,6 +9,7 @@ import click
 
 from crawler.cli.app import app
 from crawler.cli.common import common_options, load, run_async
+from crawler.errors import UsageError
 
 
 @app.command()
@@ -34,6 +35,8 @@ def catalogue(out: Path | None, manifest: str | None, config: Path | None, to: P
     from crawler.catalogue import build_catalogue, default_index
 
     settings = load(config, out=out, manifest=manifest)
+    if settings.bucket_url:
+        raise UsageError("catalogue reads a mirror on disk (--out DIR), not s3://")
     index_file = (to or default_index(settings.out)).absolute()
     started = time.monotonic()
     stats = run_async(

@@ -38,8 +38,8 @@ def common_options(function: F) -> F:
         click.option(
             "--out",
             "-o",
-            type=click.Path(path_type=Path),
-            help="Mirror directory [default: ./mirror].",
+            type=str,  # a directory, or s3://BUCKET/PREFIX (config.py tells them apart)
+            help="Mirror directory or s3://BUCKET/PREFIX [default: ./mirror].",
         ),
         click.option(
             "--manifest", help="Manifest SQLAlchemy URL [default: sqlite:///OUT/manifest.sqlite]."
@@ -199,6 +199,7 @@ def _selection_option_list(*, api_base: bool) -> list[Callable[[F], F]]:
         ),
         click.option("--no-progress", is_flag=True, help="No progress bar."),
         click.option("--log-format", help="console | json [default: console on a TTY, else json]."),
+        storage_option,
     ]
     return options
 
@@ -236,6 +237,16 @@ def measured(
         if metrics is not None:
             metrics.end(report, report.exit_code, report.seconds)
     return report
+
+
+storage_option = click.option(
+    "--storage-option",
+    "storage_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Object storage setting for --out s3://..., e.g. endpoint_url=..., region=... "
+    "(repeatable).",
+)
 
 
 def item_limit_options() -> list[Callable[[F], F]]:
@@ -406,7 +417,7 @@ def finish(report: RunReport, settings: Settings) -> None:
     if uses_json(settings.log_format):
         structlog.get_logger("crawler").info("run.summary", **report.summary())
     else:
-        sys.stderr.write("".join(f"{line}\n" for line in summary_lines(report, str(settings.out))))
+        sys.stderr.write("".join(f"{line}\n" for line in summary_lines(report, settings.where)))
     if report.other_pending:
         sys.stderr.write(
             f"{report.other_pending} other pending item(s) belong to other selections and were "

@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from crawler.cli.app import app
-from crawler.cli.common import common_options, load, parse_ids, parse_sections
+from crawler.cli.common import (
+    common_options,
+    load,
+    parse_ids,
+    parse_sections,
+    run_async,
+    storage_option,
+)
+from crawler.errors import UsageError
+
+if TYPE_CHECKING:
+    from crawler.config import Settings
+    from crawler.export.plan import ExportOptions
 
 
 @app.command()
 @common_options
 @click.option(
-    "--to", "dest", required=True, type=click.Path(path_type=Path), help="Export directory."
+    "--to", "dest", required=True, help="Export directory, or s3://BUCKET/PREFIX (staged locally)."
 )
 @click.option(
     "--format",
@@ -37,11 +50,12 @@ from crawler.cli.common import common_options, load, parse_ids, parse_sections
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--log-format", help="console | json [default: console on a TTY, else json].")
+@storage_option
 def export(
     out: Path | None,
     manifest: str | None,
     config: Path | None,
-    dest: Path,
+    dest: str,
     fmt: str,
     kinds: str | None,
     shard_size: int,
@@ -54,6 +68,7 @@ def export(
     tier: int | None,
     no_progress: bool,
     log_format: str | None,
+    storage_options: tuple[str, ...],
 ) -> None:
     """Export the mirror's samples (one SectionImage at one tier) as a training dataset.
 
@@ -96,12 +111,17 @@ def export(
         manifest=manifest,
         progress=False if no_progress else None,
         log_format=log_format,
+        storage_options=storage_options,
     )
     from crawler.listing import check_manifest_exists
 
+    if settings.bucket_url:
+        raise UsageError("export reads a mirror on disk (--out DIR); --to may be s3://...")
     check_manifest_exists(settings.manifest_url)
+    if dest.startswith("s3://"):
+        return export_to_bucket(settings, dest, options)
     with Mirror(settings.out, settings.manifest_url) as mirror:
-        report = run_export(mirror, dest, options, progress=settings.progress)
+        report = run_export(mirror, Path(dest), options, progress=settings.progress)
     document = report.as_dict()
     counts = ", ".join(f"{n} {split}" for split, n in document["samples"].items()) or "none"
     skipped = sum(document["skipped"]["samples"].values())
@@ -109,4 +129,23 @@ def export(
     click.echo(
         f"exported {report.samples} sample(s) ({counts}) to {dest} as {options.fmt}; "
         f"{skipped} sample(s) skipped, {not_done} item(s) not done (see {dest}/_stats.json)"
+    )
+
+
+def export_to_bucket(settings: Settings, url: str, options: ExportOptions) -> None:
+    """Export into a staging directory, then upload it under ``url`` (crawler/export/upload.py)."""
+    import tempfile
+
+    from crawler.export.run import run_export
+    from crawler.export.upload import upload_export
+    from crawler.reader.mirror import Mirror
+
+    url = url.rstrip("/")
+    with tempfile.TemporaryDirectory(prefix="allen-mirror-export-") as staging:
+        with Mirror(settings.out, settings.manifest_url) as mirror:
+            report = run_export(mirror, Path(staging), options, progress=settings.progress)
+        sent = run_async(lambda: upload_export(url, settings.storage_options, Path(staging)))
+    click.echo(
+        f"exported {report.samples} sample(s) to {url} as {options.fmt} "
+        f"({sent} bytes uploaded; see {url}/_stats.json)"
     )

@@ -20,6 +20,7 @@ from crawler.cli.common import (
     selection_options,
     selection_options_but,
     selection_settings,
+    storage_option,
 )
 from crawler.cli.summary import human_bytes
 from crawler.config import Settings
@@ -180,6 +181,7 @@ def plan(**options: Any) -> None:
 @click.option("--follow", is_flag=True, help="Keep polling for new items until a signal.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--log-format", help="console | json [default: console on a TTY, else json].")
+@storage_option
 @metrics_options
 def worker(config: Path | None, follow: bool, no_progress: bool, **options: Any) -> None:
     """Fetch pending items that others planned; run as many as you like on a Postgres manifest.

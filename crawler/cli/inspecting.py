@@ -10,7 +10,14 @@ from typing import Any
 import click
 
 from crawler.cli.app import app
-from crawler.cli.common import common_options, finish, load, report_option, run_async
+from crawler.cli.common import (
+    common_options,
+    finish,
+    load,
+    report_option,
+    run_async,
+    storage_option,
+)
 from crawler.cli.summary import human_bytes
 from crawler.errors import UsageError
 
@@ -24,6 +31,7 @@ from crawler.errors import UsageError
 @click.option("--concurrency", type=int, help="Requests in flight for --repair [default: 8].")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option("--log-format", help="console | json [default: console on a TTY, else json].")
+@storage_option
 def verify(
     out: Path | None,
     manifest: str | None,
@@ -35,6 +43,7 @@ def verify(
     concurrency: int | None,
     no_progress: bool,
     log_format: str | None,
+    storage_options: tuple[str, ...],
 ) -> None:
     """Re-hash every done file against the manifest; exit 1 while problems remain.
 
@@ -53,6 +62,7 @@ def verify(
         concurrency=concurrency,
         progress=False if no_progress else None,
         log_format=log_format,
+        storage_options=storage_options,
     )
     report = run_async(
         lambda: run_verify(settings, repair_files=repair, decode=decode, report_file=report_file)

@@ -16,7 +16,8 @@ are intact are read; every byte read is checked against the manifest's sha256.
 ``allen-mirror export`` is built on it (``crawler/export``).
 """
 
-from crawler.reader.files import CorruptFileError, Member, Part
+from crawler.errors import CorruptFileError
+from crawler.reader.files import Member, Part
 from crawler.reader.layout import sample_key
 from crawler.reader.mirror import Mirror, ReaderStats, open_mirror
 from crawler.reader.records import DataSetRecords

@@ -18,21 +18,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from crawler.errors import AllenMirrorError
+from crawler.errors import CorruptFileError
 
 Pixels = NDArray[np.uint8]
 STITCHED_JPEG_QUALITY = 95  # a stitched image is re-encoded once; 95 keeps it near-lossless
-
-
-class CorruptFileError(AllenMirrorError):
-    """A mirrored file no longer matches what the manifest recorded (exit 1).
-
-    The fix is on the mirror's side: ``verify --repair`` fetches it again.
-    """
-
-    def __init__(self, path: Path, reason: str) -> None:
-        super().__init__(f"{path}: {reason}; run 'allen-mirror verify --repair' to fetch it again")
-        self.path = path
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,12 @@
 """An offline stand-in for api.brain-map.org, faithful to shared/ALLEN_API.md, for tests.
 
-Layout (data flows top to bottom): `schema` → `catalogue`/`synth` (records) → `rma`/`query`
-(metadata), `sync_services` (structure graph, image sync) and `imaging`/`render`/`grids`/
-`ccf_volumes` (bytes) → `routes` (the fault-free reply) →
-`faults` + `config` (what goes wrong) → `app` (aiohttp I/O) → `server` (start/stop/run).
-Nothing here imports the rest of the `crawler` package.
+Layout (data flows top to bottom): `schema` → `catalogue`/`synth` (records) → `synthetic`
+(the catalogue as a `source.DataSource`, rendering bytes with `imaging`/`render`/`grids`/
+`ccf_volumes`) → the API surface: `rma`/`query` (metadata), `sync_services` (structure graph,
+image sync) and `routes` (the fault-free reply) → `faults` + `config` (what goes wrong) → `app`
+(aiohttp I/O) → `server` (start/stop/run). The API surface reads only a `DataSource`, so
+`crawler.serve` runs the same code on a mirror. Nothing here imports the rest of the `crawler`
+package.
 """
 
 from crawler.simulator.catalogue import Catalogue, tier_count

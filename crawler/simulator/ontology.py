@@ -108,6 +108,16 @@ def record(structure: Structure) -> Record:
     }
 
 
+def graph_record() -> Record:
+    """The StructureGraph RMA record of the mouse ontology (graph 1)."""
+    return {
+        "id": GRAPH_ID,
+        "ontology_id": ONTOLOGY_ID,
+        "name": "Mouse Brain Atlas",
+        "description": "Adult mouse structure graph (synthetic subset)",
+    }
+
+
 def tree(structure_id: int = ROOT_ID) -> dict[str, object]:
     """The nested node of `structure_graph_download` (ALLEN_API.md §6), children in graph order."""
     node = by_id(structure_id)

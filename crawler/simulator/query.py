@@ -1,8 +1,10 @@
-"""Evaluate a parsed RMA query against a catalogue and build the JSON envelope (§1).
+"""Evaluate a parsed RMA query against a data source's records and build the JSON envelope (§1).
 
-Pure apart from reading the catalogue: validation happens before any record is scanned, so an
-unknown model, field or association fails the same way whether or not rows exist, with the
-"Data Access error in query: ..." wording of the live service (ALLEN_API.md §7).
+Shared by the simulator (its catalogue) and `crawler.serve` (a mirror's records): both only
+provide `source.Records`. Pure apart from reading the records: validation happens before any
+record is scanned, so an unknown model, field or association fails the same way whether or not
+rows exist, with the "Data Access error in query: ..." wording of the live service
+(ALLEN_API.md §7).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from crawler.simulator.catalogue import Catalogue
 from crawler.simulator.rma import Criterion, FieldFilter, Include, Query, RmaError
 from crawler.simulator.schema import (
     ASSOCIATIONS,
@@ -22,6 +23,7 @@ from crawler.simulator.schema import (
     Record,
     Value,
 )
+from crawler.simulator.source import Records
 
 Predicate = Callable[[Record], bool]
 _TRUE = frozenset({"true", "t", "1", "yes"})
@@ -124,7 +126,7 @@ def compile_filter(model: str, flt: FieldFilter) -> Predicate:
     return lambda r: r[field] is not None and test(r[field])
 
 
-def compile_criterion(catalogue: Catalogue, model: str, criterion: Criterion) -> Predicate:
+def compile_criterion(catalogue: Records, model: str, criterion: Criterion) -> Predicate:
     """Compile a filter or an association filter; association results are memoised per record."""
     if isinstance(criterion, FieldFilter):
         return compile_filter(model, criterion)
@@ -142,7 +144,7 @@ def compile_criterion(catalogue: Catalogue, model: str, criterion: Criterion) ->
     return lambda r: any(target_matches(t) for t in catalogue.related(association, r))
 
 
-def _candidates(catalogue: Catalogue, model: str, criteria: tuple[Criterion, ...]) -> list[Record]:
+def _candidates(catalogue: Records, model: str, criteria: tuple[Criterion, ...]) -> list[Record]:
     """Use an index for the first top-level $eq/$in filter, else scan the whole table."""
     for criterion in criteria:
         if isinstance(criterion, FieldFilter) and criterion.op in ("eq", "in"):
@@ -181,7 +183,7 @@ def _validate_include(model: str, include: Include) -> None:
 
 
 def serialize(
-    catalogue: Catalogue,
+    catalogue: Records,
     model: str,
     record: Record,
     includes: tuple[Include, ...],
@@ -206,8 +208,74 @@ def serialize(
     return out
 
 
+def _column(model: str, spec: str) -> tuple[tuple[str, ...], str, str, str]:
+    """A tabular column `assoc.field as title` -> (association chain, target model, field,
+    title); a leading table name (`structures.id`) that is no association just qualifies."""
+    path, _, title = " ".join(spec.replace("+", " ").split()).partition(" as ")
+    parts = [part for part in path.strip().split(".") if part]
+    if not parts:
+        raise RmaError(f"Cannot parse tabular column {spec!r}")
+    chain: list[str] = []
+    target = model
+    for part in parts[:-1]:
+        association = ASSOCIATIONS.get(target, {}).get(part)
+        if association is None:
+            break  # a table-qualified name: `_field_type` strips the qualifier
+        chain.append(part)
+        target = association.target
+    field, _ = _field_type(target, parts[-1] if chain else path.strip())
+    return tuple(chain), target, field, title.strip() or field
+
+
+def tabular_rows(
+    catalogue: Records, model: str, record: Record, columns: tuple[str, ...]
+) -> list[dict[str, object]]:
+    """`rma::options[tabular$eq...]`: flat rows, one per combination of the associated records
+    the columns reach (an association with no record drops the row, as a join does)."""
+    specs = [_column(model, column) for column in columns]
+    reached: dict[tuple[str, ...], list[Record]] = {(): [record]}
+    for chain, _, _, _ in specs:
+        for depth in range(1, len(chain) + 1):
+            key = chain[:depth]
+            if key in reached:
+                continue
+            owner_model = model
+            for name in key[:-1]:
+                owner_model = ASSOCIATIONS[owner_model][name].target
+            association = ASSOCIATIONS[owner_model][key[-1]]
+            # a chain deeper than one association follows its first record at each step: rows
+            # multiply by the last association's records only (our simplification of the join)
+            parents = reached[key[:-1]][:1]
+            reached[key] = [t for p in parents for t in catalogue.related(association, p)]
+    leaves = sorted({chain for chain, _, _, _ in specs if chain})
+    rows: list[dict[str, Record]] = [{}]
+    for chain in leaves:
+        rows = [{**row, ".".join(chain): target} for row in rows for target in reached[chain]]
+    out = []
+    for row in rows:
+        flat: dict[str, object] = {}
+        for chain, _, field, title in specs:
+            source = row[".".join(chain)] if chain else record
+            flat[title] = source[field]
+        out.append(flat)
+    return out
+
+
+def named_ids(query: Query) -> dict[str, tuple[Value, ...]]:
+    """Values the top-level `$eq`/`$in` filters ask for, by field: what a mirror must hold."""
+    named: dict[str, tuple[Value, ...]] = {}
+    for criterion in query.criteria:
+        if isinstance(criterion, FieldFilter) and criterion.op in ("eq", "in"):
+            if query.model not in MODEL_FIELDS or None in criterion.values:
+                continue
+            field, kind = _field_type(query.model, criterion.field)
+            values = tuple(_coerce(kind, raw, field) for raw in criterion.values if raw)
+            named[field] = named.get(field, ()) + values
+    return named
+
+
 def evaluate(
-    catalogue: Catalogue, query: Query, *, overstate_total_rows: bool = True
+    catalogue: Records, query: Query, *, overstate_total_rows: bool = True
 ) -> dict[str, object]:
     """Run a query and return the success envelope; raise RmaError for a bad query."""
     model = query.model
@@ -219,6 +287,8 @@ def evaluate(
         _validate_include(model, include)
     for name, _ in query.options.order:
         _field_type(model, name)
+    for column in query.options.tabular or ():
+        _column(model, column)
     rows = [
         r for r in _candidates(catalogue, model, query.criteria) if all(p(r) for p in predicates)
     ]
@@ -238,8 +308,21 @@ def evaluate(
         "start_row": opts.start_row,
         "num_rows": len(page),
         "total_rows": total,
-        "msg": [serialize(catalogue, model, r, includes, opts.only, opts.except_) for r in page],
+        "msg": _messages(catalogue, model, page, includes, query),
     }
+
+
+def _messages(
+    catalogue: Records,
+    model: str,
+    page: list[Record],
+    includes: tuple[Include, ...],
+    query: Query,
+) -> list[dict[str, object]]:
+    opts = query.options
+    if opts.tabular:
+        return [row for r in page for row in tabular_rows(catalogue, model, r, opts.tabular)]
+    return [serialize(catalogue, model, r, includes, opts.only, opts.except_) for r in page]
 
 
 def error_envelope(message: str) -> dict[str, object]:

@@ -51,6 +51,7 @@ class Options:
     only: tuple[str, ...] | None = None
     except_: tuple[str, ...] = ()
     count: bool = True
+    tabular: tuple[str, ...] | None = None  # flat rows of these columns (`a.b as title`)
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,10 @@ def _int_option(name: str, value: str, minimum: int) -> int:
 def _order(value: str) -> tuple[tuple[str, bool], ...]:
     keys: list[tuple[str, bool]] = []
     for item in split_values(value):
-        words = item.replace("$", " ").split()
+        # `id`, `'id'`, `id$desc`, `id desc` and AllenSDK's `id+desc` all occur
+        words = item.replace("$", " ").replace("+", " ").split()
+        if len(words) == 2:
+            words[1] = words[1].lower()
         if not words or len(words) > 2 or (len(words) == 2 and words[1] not in ("asc", "desc")):
             raise RmaError(f"Cannot parse order {value!r}")
         keys.append((words[0], len(words) == 2 and words[1] == "desc"))
@@ -239,7 +243,9 @@ def parse_options(pairs: list[tuple[str, str]], base: Options | None = None) -> 
             opts = replace(opts, except_=tuple(split_values(value)))
         elif name == "count":
             opts = replace(opts, count=unquote(value).lower() not in ("false", "f", "0"))
-        elif name not in ("tabular", "debug"):
+        elif name == "tabular":
+            opts = replace(opts, tabular=tuple(split_values(value)))
+        elif name != "debug":
             raise RmaError(f"Unknown option {name!r}")
     return opts
 
@@ -303,7 +309,7 @@ def parse_legacy(model: str, params: Mapping[str, str]) -> Query:
     """`/api/v2/data/<Model>/query.json?criteria=...&include=...&num_rows=...` (§1)."""
     criteria = parse_criteria(split_top(params["criteria"])) if params.get("criteria") else ()
     includes = tuple(parse_include(t) for t in split_top(params.get("include", "")) if t)
-    option_names = ("num_rows", "start_row", "order", "only", "except", "count")
+    option_names = ("num_rows", "start_row", "order", "only", "except", "count", "tabular")
     pairs = [(name, params[name]) for name in option_names if name in params]
     return Query(model, criteria, includes, parse_options(pairs))
 

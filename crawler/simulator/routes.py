@@ -1,7 +1,9 @@
 """Map a request path and query to the fault-free reply: the only thing the server "means".
 
-Pure apart from reading the catalogue and the render cache, so tests can compute what a mirror
-must hold (`expected_bytes`) without a server, and the aiohttp layer only adds faults and I/O.
+`answer` is the API surface, written once against a `DataSource`: the simulator's synthetic
+catalogue (`resolve`, `expected_bytes`) or a mirror (`crawler.serve`). Pure apart from reading
+the source, so tests can compute what a mirror must hold without a server, and the aiohttp
+layers only add faults (simulator) or fallback and logging (serve) and I/O.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from yarl import URL
 
 from crawler.simulator import ccf_volumes, sync_services
 from crawler.simulator.catalogue import Catalogue
-from crawler.simulator.grids import expression_volumes, expression_zip, projection_nrrd
-from crawler.simulator.imaging import ParamError, image_kind, plan_render
-from crawler.simulator.query import error_envelope, evaluate
-from crawler.simulator.render import RenderCache, render_jpeg
+from crawler.simulator.imaging import ParamError, image_kind
+from crawler.simulator.query import error_envelope, evaluate, named_ids
+from crawler.simulator.render import RenderCache
 from crawler.simulator.rma import RmaError, parse_legacy, parse_record, parse_stages
 from crawler.simulator.schema import Record
+from crawler.simulator.source import DataSource, NotHeld
+from crawler.simulator.synthetic import SyntheticSource
 
 RouteKind = Literal["rma", "image", "grid", "redirect", "other"]
 JSON = "application/json; charset=utf-8"
@@ -34,7 +37,7 @@ RMA_ERROR_STATUS = 500
 _RMA_QUERY = re.compile(r"/api/v2/data/query\.(\w+)")
 _RMA_LEGACY = re.compile(r"/api/v2/data/(\w+)/query\.(\w+)")
 _RMA_RECORD = re.compile(r"/api/v2/data/(\w+)/(\d+)\.(\w+)")
-_DOWNLOAD = re.compile(
+DOWNLOAD = re.compile(
     r"/api/v2/(section_image_download|image_download|projection_image_download"
     r"|atlas_image_download)/(\d+)"
 )
@@ -53,6 +56,7 @@ class Reply:
     headers: tuple[tuple[str, str], ...] = ()
     image_id: int | None = None  # for permanent per-image failures
     image_path: str | None = None  # the .aff path a redirect to the tile server names
+    not_held: NotHeld | None = None  # a mirror lacks the data (crawler.serve may fall back)
 
 
 def route_kind(path: str) -> RouteKind:
@@ -82,8 +86,17 @@ def _json(envelope: Mapping[str, object], status: int = 200) -> Reply:
     return Reply(status, JSON, json.dumps(envelope).encode())
 
 
+def not_held(path: str, missing: NotHeld) -> Reply:
+    """HTTP 404 naming what the mirror lacks and the command that would fetch it: a failure
+    envelope for the JSON services (AllenSDK hands its `msg` to the caller), text otherwise."""
+    if route_kind(path) == "rma":
+        body = json.dumps(error_envelope(missing.message)).encode()
+        return Reply(404, JSON, body, not_held=missing)
+    return Reply(404, TEXT, f"404 Not Found: {missing.message}\n".encode(), not_held=missing)
+
+
 def _rma(
-    catalogue: Catalogue, path: str, query: Mapping[str, str], overstate_total_rows: bool
+    source: DataSource, path: str, query: Mapping[str, str], overstate_total_rows: bool
 ) -> Reply:
     try:
         if match := _RMA_QUERY.fullmatch(path):
@@ -102,29 +115,24 @@ def _rma(
             return _json(error_envelope(f"No route matches {path}"), RMA_ERROR_STATUS)
         if extension != "json":
             return _json(error_envelope(f"Format {extension!r} is not served"), 400)
-        envelope = evaluate(catalogue, parsed, overstate_total_rows=overstate_total_rows)
+        source.check_query(parsed.model, named_ids(parsed))
+        envelope = evaluate(source, parsed, overstate_total_rows=overstate_total_rows)
     except RmaError as exc:
         return _json(error_envelope(str(exc)), RMA_ERROR_STATUS)
     return _json(envelope)
 
 
-def _image_reply(
-    catalogue: Catalogue,
-    image: Record,
-    query: Mapping[str, str],
-    cache: RenderCache | None,
-) -> Reply:
+def _image_reply(source: DataSource, model: str, image: Record, query: Mapping[str, str]) -> Reply:
     image_id = image["id"]
     assert isinstance(image_id, int)
-    spec = plan_render(image, catalogue.version(image_id), catalogue.equalization_for(image), query)
-    body = cache.get(spec) if cache is not None else render_jpeg(spec)
+    body = source.image_bytes(model, image, query)
     path = image["path"]
     return Reply(
         200, JPEG, body, image_id=image_id, image_path=path if isinstance(path, str) else None
     )
 
 
-def _check_atlas(catalogue: Catalogue, image: Record, query: Mapping[str, str]) -> None:
+def _check_atlas(source: DataSource, image: Record, query: Mapping[str, str]) -> None:
     raw = query.get("atlas")
     if raw is None:
         return
@@ -132,66 +140,100 @@ def _check_atlas(catalogue: Catalogue, image: Record, query: Mapping[str, str]) 
         atlas_id = int(raw)
     except ValueError:
         raise ParamError(f"atlas must be an integer, got {raw!r}") from None
-    data_set = catalogue.get("AtlasDataSet", int(image["data_set_id"] or 0))
+    data_set = source.get("AtlasDataSet", int(image["data_set_id"] or 0))
     if data_set is None or data_set["atlas_id"] != atlas_id:
         raise ParamError(f"image {image['id']} is not part of atlas {atlas_id}")
 
 
-def _download(
-    catalogue: Catalogue,
-    service: str,
-    image_id: int,
-    query: Mapping[str, str],
-    cache: RenderCache | None,
-) -> Reply:
-    found = catalogue.image(image_id)
+def _download(source: DataSource, service: str, image_id: int, query: Mapping[str, str]) -> Reply:
+    found = source.image(image_id)
     if found is None or (service == "atlas_image_download" and found[0] != "AtlasImage"):
+        model = "AtlasImage" if service == "atlas_image_download" else "SectionImage"
+        source.check_query(model, {"id": (image_id,)})  # a mirror names what it lacks
         return _text(404, "Not Found")
     model, image = found
     if model == "AtlasImage":
-        _check_atlas(catalogue, image, query)
+        _check_atlas(source, image, query)
     elif query.get("annotation", "false").lower() in ("true", "t", "1"):
         raise ParamError("annotation is only available for atlas images")
-    return _image_reply(catalogue, image, query, cache)
+    return _image_reply(source, model, image, query)
 
 
-def _tile_server(
-    catalogue: Catalogue, query: Mapping[str, str], cache: RenderCache | None
-) -> Reply:
+def _tile_server(source: DataSource, query: Mapping[str, str]) -> Reply:
     aff = query.get("path")
     if not aff:
         raise ParamError("path is required")
     params = {key: value for key, value in query.items() if key != "path"}
     for model in ("SectionImage", "AtlasImage"):
-        for image in catalogue.lookup(model, "path", aff):
-            return _image_reply(catalogue, image, params, cache)
-    for image in catalogue.lookup("SectionImage", "expression_path", aff):
+        for image in source.lookup(model, "path", aff):
+            return _image_reply(source, model, image, params)
+    for image in source.lookup("SectionImage", "expression_path", aff):
         if image_kind(params) not in ("image", "expression"):
             raise ParamError("an expression path only renders the expression view")
-        return _image_reply(catalogue, image, {**params, "expression": "true"}, cache)
+        return _image_reply(source, "SectionImage", image, {**params, "expression": "true"})
     return _text(404, "Not Found")
 
 
-def _grid(catalogue: Catalogue, path: str, query: Mapping[str, str]) -> Reply:
+def _grid(source: DataSource, path: str, query: Mapping[str, str]) -> Reply:
     if match := _GRID_FILE.fullmatch(path):
         data_set_id = int(match[1])
-        if catalogue.get("SectionDataSet", data_set_id) is None:
-            return _text(404, "Not Found")
         image = query.get("image", "")
         try:
             resolution = int(query.get("resolution", ""))
         except ValueError:
             raise ParamError("resolution must be an integer") from None
-        body = projection_nrrd(data_set_id, image, resolution)
+        body = source.projection_grid(data_set_id, image, resolution)
+        if body is None:
+            return _text(404, "Not Found")
         disposition = f'attachment; filename="{image}_{resolution}.nrrd"'
         return Reply(200, "application/octet-stream", body, (("Content-Disposition", disposition),))
     if match := _GRID_ZIP.fullmatch(path):
         data_set_id = int(match[1])
-        if catalogue.get("SectionDataSet", data_set_id) is None:
+        body = source.expression_grid(data_set_id, query.get("include"))
+        if body is None:
             return _text(404, "Not Found")
-        body = expression_zip(data_set_id, expression_volumes(query.get("include")))
         disposition = f'attachment; filename="{data_set_id}.zip"'
         return Reply(200, "application/zip", body, (("Content-Disposition", disposition),))
+    return _text(404, "Not Found")
+
+
+def answer(
+    source: DataSource,
+    path: str,
+    query: Mapping[str, str],
+    *,
+    overstate_total_rows: bool = True,
+) -> Reply:
+    """The fault-free reply of any data source for a decoded path and query."""
+    try:
+        return _answer(source, path, query, overstate_total_rows)
+    except NotHeld as missing:
+        return not_held(path, missing)
+
+
+def _answer(
+    source: DataSource, path: str, query: Mapping[str, str], overstate_total_rows: bool
+) -> Reply:
+    kind = route_kind(path)
+    if (service := sync_services.answer(source, path, query)) is not None:
+        return Reply(service[0], JSON, service[1])
+    if path.startswith(ccf_volumes.ARCHIVE_PREFIX + "/"):
+        volume = source.archive_file(path)
+        return _text(404, "Not Found") if volume is None else Reply(200, NRRD, volume)
+    if kind == "rma":
+        return _rma(source, path, query, overstate_total_rows)
+    try:
+        if kind == "image":
+            match = DOWNLOAD.fullmatch(path)
+            if match is None:
+                return _text(404, "Not Found")
+            return _download(source, match[1], int(match[2]), query)
+        if kind == "redirect":
+            return _tile_server(source, query)
+        if kind == "grid":
+            return _grid(source, path, query)
+    except ParamError as exc:
+        return _text(400, f"Bad Request: {exc}")
     return _text(404, "Not Found")
 
 
@@ -203,28 +245,9 @@ def resolve(
     overstate_total_rows: bool = True,
     cache: RenderCache | None = None,
 ) -> Reply:
-    """The fault-free reply for a decoded path and query."""
-    kind = route_kind(path)
-    if (service := sync_services.answer(catalogue, path, query)) is not None:
-        return _json(service[1], service[0])
-    if path.startswith(ccf_volumes.ARCHIVE_PREFIX + "/"):
-        volume = ccf_volumes.archive_file(path)
-        return _text(404, "Not Found") if volume is None else Reply(200, NRRD, volume)
-    if kind == "rma":
-        return _rma(catalogue, path, query, overstate_total_rows)
-    try:
-        if kind == "image":
-            match = _DOWNLOAD.fullmatch(path)
-            if match is None:
-                return _text(404, "Not Found")
-            return _download(catalogue, match[1], int(match[2]), query, cache)
-        if kind == "redirect":
-            return _tile_server(catalogue, query, cache)
-        if kind == "grid":
-            return _grid(catalogue, path, query)
-    except ParamError as exc:
-        return _text(400, f"Bad Request: {exc}")
-    return _text(404, "Not Found")
+    """The simulator's fault-free reply for a decoded path and query."""
+    source = SyntheticSource(catalogue, cache)
+    return answer(source, path, query, overstate_total_rows=overstate_total_rows)
 
 
 def tile_server_location(image_path: str, query: Mapping[str, str]) -> str:

@@ -103,6 +103,7 @@ MODEL_FIELDS: dict[str, dict[str, FieldType]] = {
         **_fields("acronym name safe_name color_hex_triplet structure_id_path", "str"),
         "failed": "bool",
     },
+    "StructureGraph": {"id": "int", "ontology_id": "int", **_fields("name description", "str")},
     "Gene": {
         **_fields("id entrez_id organism_id chromosome_id homologene_id sphinx_id", "int"),
         **_fields("acronym name original_symbol original_name ensembl_id", "str"),
@@ -144,6 +145,7 @@ _DATA_SET = _belongs_to("SectionDataSet", "data_set_id")
 ASSOCIATIONS: dict[str, dict[str, Association]] = {
     "SectionDataSet": {
         "section_images": Association("SectionImage", remote_key="data_set_id"),
+        "sub_images": Association("SectionImage", remote_key="data_set_id"),  # AllenSDK's name
         "equalization": Association("Equalization", remote_key="section_data_set_id", many=False),
         "products": Association("Product", link="data_set_products"),
         "specimen": _belongs_to("Specimen", "specimen_id"),
@@ -198,7 +200,11 @@ ASSOCIATIONS: dict[str, dict[str, Association]] = {
         "targeted_injection_structure": _belongs_to("Structure", "targeted_injection_structure_id"),
         "structures": Association("Structure", link="injection_structures"),
     },
-    "Structure": {"parent_structure": _belongs_to("Structure", "parent_structure_id")},
+    "Structure": {
+        "parent_structure": _belongs_to("Structure", "parent_structure_id"),
+        "structure_graph": _belongs_to("StructureGraph", "graph_id"),
+    },
+    "StructureGraph": {"structures": Association("Structure", remote_key="graph_id")},
     "Gene": {"data_sets": Association("SectionDataSet", link="data_set_genes", link_reverse=True)},
     "Alignment2d": {"section_image": _belongs_to("SectionImage", "section_image_id")},
     "Alignment3d": {"section_data_set": _belongs_to("SectionDataSet", "aligned_id")},

@@ -66,6 +66,7 @@ def insert_reference_tables(cat: Catalogue) -> None:
     """Planes, the ontology subset, Cre lines and genes: the tables experiments point into."""
     for plane_id, name in PLANES:
         cat.insert("PlaneOfSection", {"id": plane_id, "name": name})
+    cat.insert("StructureGraph", ontology.graph_record())
     for structure in ontology.STRUCTURES:
         cat.insert("Structure", ontology.record(structure))
     for name, stock, lab in TRANSGENIC_LINES:

@@ -12,15 +12,16 @@ the path is not checked against the data sets' (the live rule is not recorded).
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping
 
-from crawler.simulator import ontology
 from crawler.simulator.alignments import apply2, apply3, read2, read3
 from crawler.simulator.catalogue import Catalogue
 from crawler.simulator.query import error_envelope
 from crawler.simulator.schema import Record
+from crawler.simulator.source import DataSource
 
 STRUCTURE_GRAPH = re.compile(r"/api/v2/structure_graph_download/(\d+)\.json")
 IMAGE_TO_REFERENCE = re.compile(r"/api/v2/image_to_reference/(\d+)\.json")
@@ -30,7 +31,7 @@ PREFIXES = tuple(
     for name in ("structure_graph_download", "image_to_reference", "reference_to_image")
 )
 
-Answer = tuple[int, dict[str, object]]  # HTTP status, JSON envelope
+Answer = tuple[int, bytes]  # HTTP status, JSON envelope
 
 
 class ServiceError(Exception):
@@ -41,29 +42,35 @@ class ServiceError(Exception):
         self.status = status
 
 
-def answer(catalogue: Catalogue, path: str, query: Mapping[str, str]) -> Answer | None:
-    """The status and envelope for one of these services, or None for any other path."""
+def answer(source: DataSource, path: str, query: Mapping[str, str]) -> Answer | None:
+    """The status and envelope for one of these services, or None for any other path.
+
+    The data source computes the numbers (the simulator from its tables, `serve` with
+    `crawler.atlas`, as `locate` does); this function owns the URLs, parameters and envelopes.
+    """
     try:
         if match := STRUCTURE_GRAPH.fullmatch(path):
-            return 200, structure_graph(int(match[1]))
+            graph = source.structure_graph(int(match[1]))
+            if graph is None:
+                raise ServiceError(404, f"no structure graph {match[1]}")
+            return 200, graph
         if match := IMAGE_TO_REFERENCE.fullmatch(path):
-            point = image_to_reference(catalogue, int(match[1]), *_numbers(query, "x", "y"))
-            return 200, _success({"image_to_reference": point})
+            point = source.image_to_reference(int(match[1]), *_numbers(query, "x", "y"))
+            return 200, _dumps(success({"image_to_reference": point}))
         if match := REFERENCE_TO_IMAGE.fullmatch(path):
             ids = _ids(query.get("section_data_set_ids", ""))
             x, y, z = _numbers(query, "x", "y", "z")
-            hits = [{"image_sync": reference_to_image(catalogue, i, x, y, z)} for i in ids]
-            return 200, _success(hits)
+            hits = [{"image_sync": source.reference_to_image(i, x, y, z)} for i in ids]
+            return 200, _dumps(success(hits))
     except ServiceError as exc:
-        return exc.status, error_envelope(str(exc))
-    return None if not path.startswith(PREFIXES) else (404, error_envelope(f"No route {path}"))
+        return exc.status, _dumps(error_envelope(str(exc)))
+    if not path.startswith(PREFIXES):
+        return None
+    return 404, _dumps(error_envelope(f"No route {path}"))
 
 
-def structure_graph(graph_id: int) -> dict[str, object]:
-    """The nested ontology: one root node, every structure under its parent."""
-    if graph_id != ontology.GRAPH_ID:
-        raise ServiceError(404, f"no structure graph {graph_id}")
-    return _success([ontology.tree()])
+def _dumps(envelope: Mapping[str, object]) -> bytes:
+    return json.dumps(envelope).encode()
 
 
 def image_to_reference(catalogue: Catalogue, image_id: int, x: float, y: float) -> dict[str, float]:
@@ -109,7 +116,8 @@ def reference_to_image(
     }
 
 
-def _success(msg: object) -> dict[str, object]:
+def success(msg: object) -> dict[str, object]:
+    """The success envelope of a service answer (one row for a single object)."""
     count = len(msg) if isinstance(msg, list) else 1
     return {"success": True, "id": 0, "start_row": 0, "num_rows": count, "total_rows": count,
             "msg": msg}  # fmt: skip
