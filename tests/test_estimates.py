@@ -7,34 +7,51 @@ connectivity section is a few hundred kB, like the live service's (ALLEN_API.md 
 from __future__ import annotations
 
 import re
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from crawler.simulator import Catalogue, ThreadedSimulator, serve_in_thread
-from tests.conftest import FAST, ls_rows, run_cli
+from tests.conftest import FAST, ls_rows, run_subprocess
 
 TOLERANCE = 0.25
 
 
 @pytest.fixture(scope="module")
-def real_sizes() -> Iterator[ThreadedSimulator]:
-    """The catalogue ``demo`` serves: images at their real sizes."""
-    with serve_in_thread(Catalogue.build()) as handle:
-        yield handle
+def real_sizes() -> Iterator[str]:
+    """The catalogue ``demo`` serves (images at their real sizes), in a process of its own:
+    rendering ~200 MB of JPEGs must not grow the test process."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "crawler.simulator", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        match = re.fullmatch(r"simulator listening on (http://\S+)", line)
+        assert match, line
+        yield match[1]
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
 
 
 def estimated_then_fetched(
-    capsys: pytest.CaptureFixture[str], sim: ThreadedSimulator, out: Path, *selection: str
+    capsys: pytest.CaptureFixture[str], api: str, out: Path, *selection: str
 ) -> tuple[int, int, dict[str, int]]:
     """``plan``'s estimate, then what a worker fetched: total bytes and bytes per kind."""
-    base = ["--out", str(out), "--api-base", sim.base_url, *FAST]
-    planned = run_cli(capsys, "plan", *selection, *base)
+    base = ["--out", str(out), "--api-base", api, *FAST]
+    planned = run_subprocess("plan", *selection, *base)
     assert planned.code == 0, planned.err
     match = re.search(r"estimated .* \((\d+) bytes\)", planned.out)
     assert match, planned.out
-    fetched = run_cli(capsys, "worker", *base)
+    fetched = run_subprocess("worker", *base)
     assert fetched.code == 0, fetched.err
     kinds: dict[str, int] = {}
     rows = ls_rows(capsys, out)
@@ -45,7 +62,7 @@ def estimated_then_fetched(
 
 
 def test_the_demo_estimate_is_within_a_quarter_of_what_it_downloads(
-    real_sizes: ThreadedSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    real_sizes: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     estimate, actual, _ = estimated_then_fetched(
         capsys, real_sizes, tmp_path / "m", "--dataset", "100141599"
@@ -66,7 +83,7 @@ def test_the_demo_estimate_is_within_a_quarter_of_what_it_downloads(
     ids=["connectivity", "ish", "ish-quality-85", "no-window", "atlas"],
 )
 def test_estimates_by_kind_window_and_quality(
-    real_sizes: ThreadedSimulator,
+    real_sizes: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     selection: tuple[str, ...],
