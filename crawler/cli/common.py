@@ -417,7 +417,8 @@ def finish(report: RunReport, settings: Settings) -> None:
     if uses_json(settings.log_format):
         structlog.get_logger("crawler").info("run.summary", **report.summary())
     else:
-        sys.stderr.write("".join(f"{line}\n" for line in summary_lines(report, settings.where)))
+        where = settings.bucket_url or str(settings.out.resolve())  # where to look, absolute
+        sys.stderr.write("".join(f"{line}\n" for line in summary_lines(report, where)))
     if report.other_pending:
         sys.stderr.write(
             f"{report.other_pending} other pending item(s) belong to other selections and were "
