@@ -1,8 +1,11 @@
 """Planning a selection into the manifest, and the resume check of what is already done.
 
-The planner seeds every selected data set and atlas (crawler/seed.py), turns records into items
-(crawler/plan.py, pure) and records them chunk by chunk, ringing the work source as items land,
-so fetching starts before planning ends. Nothing is held whole: a million tiles plan in chunks.
+The planner seeds every selected data set and atlas (crawler/seed.py; the images of many data
+sets per query, crawler/seeding.py), turns records into items (crawler/plan.py, pure) and
+records them chunk by chunk, ringing the work source as items land, so fetching starts before
+planning ends. Nothing is held whole: a million tiles plan in chunks, a product a few pages of
+images at a time. A data set whose ``dataset.json`` stamp says nothing changed and whose items
+are all done is skipped (crawler/stamps.py), so a no-op sync costs its RMA pages and little else.
 """
 
 from __future__ import annotations
@@ -17,13 +20,13 @@ from typing import Any, Protocol
 import anyio
 import structlog
 
-from crawler import plan, seed
+from crawler import plan, seed, seeding, stamps
 from crawler.ccf import plan_ccf
 from crawler.client import ApiClient
 from crawler.config import Settings
 from crawler.errors import DiskFullError, StorageError
 from crawler.localstore import write_atomic
-from crawler.manifest import Manifest
+from crawler.manifest import Manifest, Status
 from crawler.plan import Item, is_failed
 from crawler.selection import Selection, resolve_filters
 from crawler.session import RunReport
@@ -63,9 +66,36 @@ class _ManifestSink:
         return await self.manifest.add_items(chunk, api_base, run=self.run)
 
 
+class _Listing:
+    """One data set as this run lists it: record, images, the listing document and how its
+    items are rendered."""
+
+    def __init__(
+        self,
+        record: dict[str, Any],
+        all_images: list[dict[str, Any]],
+        images: list[dict[str, Any]],
+        options: plan.PlanOptions,
+    ) -> None:
+        self.id = int(str(record["id"]))
+        self.root = str(self.id)
+        self.record, self.all_images, self.images = record, all_images, images
+        self.document = stamps.listing_document(record, all_images)
+        self.fingerprint = stamps.fingerprint(self.document)
+        self.context = plan.data_set_context(record, options)
+        self.renderings = plan.section_renderings(options, self.context)
+        self.absent = [k for k in options.kinds if not plan.applies(k, self.context)]
+
+    def items(self, options: plan.PlanOptions) -> Iterator[Item]:
+        for image in self.images:
+            yield from plan.plan_image(self.root, image, self.renderings, options)
+        yield from plan.plan_extras(self.record, options, self.context)
+
+
 class Planner:
     """Seeds the selection and records its items; ``listed`` keeps, per data set, the image ids
-    the API lists now (sync decides removals from it)."""
+    the API lists now (sync decides removals from it), ``skipped`` the data sets left as they
+    were (their items are not tagged with this run: see ``adopt_returned``)."""
 
     def __init__(
         self,
@@ -77,6 +107,7 @@ class Planner:
         *,
         sink: ItemSink | None = None,
         run: int | None = None,
+        skip_unchanged: bool = True,
     ) -> None:
         self.settings = settings
         self.run = run  # the runs row that tags what is planned (mirror and sync fetch those)
@@ -91,6 +122,10 @@ class Planner:
         self.options = settings.plan_options()
         self.sections: tuple[int, int] | None = None
         self.listed: dict[int, set[int]] = {}
+        # A data set whose stamp matches and whose items are all done is not planned again
+        # (off for ``sync --recheck``, which must tag every item of the selection).
+        self.skip_unchanged = skip_unchanged and self.writes
+        self.skipped: set[int] = set()
 
     async def records(self, selection: Selection) -> list[Target]:
         """Every selected data set record and atlas, enumerated before anything is fetched,
@@ -105,7 +140,7 @@ class Planner:
 
         if selection.data_sets:
             union(
-                await seed.fetch_data_sets(
+                await seeding.fetch_data_sets(
                     self.client, base, selection.data_sets, page_size=page_size
                 )
             )
@@ -146,11 +181,10 @@ class Planner:
         if planned := list(plan_ccf(self.options)):  # atlas-wide files: once per run
             count, added = await self._record(planned)
             log.info("plan.ccf", items=count, new=added)
+        await self._plan_data_sets([t for t in targets if not isinstance(t, AtlasTarget)])
         for target in targets:
             if isinstance(target, AtlasTarget):
                 await self._plan_atlas(target)
-            else:
-                await self._plan_data_set(target)
 
     def _usable(self, images: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Images within --sections, without failed ones unless --include-failed."""
@@ -159,46 +193,133 @@ class Planner:
         self.report.skipped_failed += len(chosen) - len(usable)
         return usable
 
-    async def _plan_data_set(self, record: dict[str, Any]) -> None:
-        data_set_id = int(str(record["id"]))
-        if is_failed(record) and not self.settings.include_failed:
-            log.warning("plan.skip_failed_data_set", data_set_id=data_set_id)
-            self.report.skipped_failed += 1
-            return
-        all_images = await seed.fetch_section_images(
-            self.client, self.settings.api_base, data_set_id, page_size=self.settings.page_size
+    async def _plan_data_sets(self, records: Sequence[dict[str, Any]]) -> None:
+        """Seed the data sets' images a chunk of data sets per query (crawler/seeding.py) and
+        plan each chunk as it arrives; data sets whose stamp says nothing changed are skipped."""
+        wanted: list[dict[str, Any]] = []
+        for record in records:
+            if is_failed(record) and not self.settings.include_failed:
+                log.warning("plan.skip_failed_data_set", data_set_id=int(str(record["id"])))
+                self.report.skipped_failed += 1
+            else:
+                wanted.append(record)
+        known = stamps.Unchanged(
+            stamps.plan_key(self.options, self.sections, self.settings.include_failed)
         )
-        self.listed[data_set_id] = {int(i["id"]) for i in all_images}
-        images = self._usable(all_images)
-        root = str(data_set_id)
-        with metadata_written(root):
-            if self.writes:
-                await seed.save_seed(
-                    self.settings.out,
-                    seed.DataSetSeed(record=dict(record), images=all_images),
-                    fsync=self.settings.fsync,
-                )
-        context = plan.data_set_context(record, self.options)
-        renderings = plan.section_renderings(self.options, context)
-        absent = [k for k in self.options.kinds if not plan.applies(k, context)]
-        if absent:
-            log.info("plan.kinds_not_applicable", data_set_id=data_set_id, kinds=absent)
+        if self.writes and wanted:
+            ids = [int(r["id"]) for r in wanted]
+            known.stamps = await anyio.to_thread.run_sync(
+                stamps.read_stamps, self.settings.out, ids
+            )
+            if known.stamps and self.skip_unchanged:
+                known.done, known.open = await self._done_per_data_set()
+        await seeding.for_each_batch(
+            self.client,
+            self.settings.api_base,
+            wanted,
+            lambda batch: self._plan_batch(batch, known),
+            page_size=self.settings.page_size,
+            known=known.image_counts(),
+            parallel=min(self.settings.concurrency, seeding.PARALLEL_QUERIES),
+        )
+        if self.skipped:
+            log.info("plan.unchanged", data_sets=len(self.skipped))
+
+    async def _plan_batch(self, batch: seeding.Batch, known: stamps.Unchanged) -> None:
+        """Plan a chunk's changed data sets, record their items in one go, then write their
+        tile indexes and their stamped ``dataset.json``."""
+        changed: list[_Listing] = []
+        for record in batch.records:
+            data_set_id = int(record["id"])
+            all_images = batch.images[data_set_id]
+            self.listed[data_set_id] = {int(i["id"]) for i in all_images}
+            listing = _Listing(record, all_images, self._usable(all_images), self.options)
+            self.report.data_sets += 1
+            self.report.images += len(listing.images)
+            same = (
+                known.unchanged(data_set_id, listing.fingerprint) if self.skip_unchanged else None
+            )
+            if same is None:
+                changed.append(listing)
+            else:  # counted as planned, none new: what planning it again would report
+                self.skipped.add(data_set_id)
+                self.report.planned += same.items
+                self.report.estimated_bytes += same.estimate
+        if not changed:
+            return
+        counts: dict[int, tuple[int, int]] = {}  # data set -> (items, estimated bytes)
 
         def generate() -> Iterator[Item]:
-            for image in images:
-                yield from plan.plan_image(root, image, renderings, self.options)
-            yield from plan.plan_extras(record, self.options, context)
+            for listing in changed:
+                count = size = 0
+                for item in listing.items(self.options):
+                    count += 1
+                    size += item.estimate
+                    yield item
+                counts[listing.id] = (count, size)
 
         planned, added = await self._record(generate())
-        # After the items: a full-resolution image's index lists every tile (tens of MB), and
-        # the downloads need not wait for it.
-        with metadata_written(root):
-            await self._write_tile_indexes(root, images, renderings)
-        self.report.data_sets += 1
-        self.report.images += len(images)
-        log.info(
-            "plan.data_set", data_set_id=data_set_id, images=len(images), items=planned, new=added
+        unwritten: set[str] = set()  # roots whose tile indexes failed: not stamped, planned again
+        for listing in changed:
+            if listing.absent:
+                log.info("plan.kinds_not_applicable", data_set_id=listing.id, kinds=listing.absent)
+            log.info("plan.data_set", data_set_id=listing.id, images=len(listing.images),
+                     items=counts[listing.id][0])  # fmt: skip
+            # After the items: a full-resolution image's index lists every tile (tens of MB),
+            # and the downloads need not wait for it.
+            with metadata_written(listing.root, unwritten):
+                await self._write_tile_indexes(listing.root, listing.images, listing.renderings)
+        log.info("plan.batch", data_sets=len(changed), items=planned, new=added)
+        if self.writes:
+            await self._write_listings(changed, counts, known, unwritten)
+
+    async def _write_listings(
+        self,
+        changed: Sequence[_Listing],
+        counts: dict[int, tuple[int, int]],
+        known: stamps.Unchanged,
+        unwritten: set[str],
+    ) -> None:
+        """Each data set's ``dataset.json``, stamped unless its other metadata failed; files
+        that cannot be written are warnings, as in ``metadata_written``."""
+        files = [
+            (
+                self.settings.out / listing.root / stamps.FILE,
+                listing.document
+                if listing.root in unwritten
+                else known.stamp(
+                    listing.document,
+                    listing.fingerprint,
+                    *counts[listing.id],
+                    len(listing.all_images),
+                ),
+            )
+            for listing in changed
+        ]
+        settings = self.settings
+        failures = await anyio.to_thread.run_sync(
+            lambda: stamps.write_documents(
+                files, fsync=settings.fsync, group_sync=settings.group_sync
+            )
         )
+        for path, error in failures:
+            with metadata_written(path.parent.name):
+                raise error
+
+    async def _done_per_data_set(self) -> tuple[dict[int, int], set[int]]:
+        """Done items of each data set, and the data sets with items still to fetch (pending
+        or failed): one grouped read of the tally index."""
+        assert self.manifest is not None
+        done: dict[int, int] = {}
+        unfinished: set[int] = set()
+        for (data_set_id, status), tally in (await self.manifest.tallies_by_data_set()).items():
+            if data_set_id is None:
+                continue
+            if status == Status.DONE.value:
+                done[data_set_id] = tally.items
+            elif status in (Status.PENDING.value, Status.FAILED.value):
+                unfinished.add(data_set_id)
+        return done, unfinished
 
     async def _plan_atlas(self, target: AtlasTarget) -> None:
         for image in target.images:
@@ -255,15 +376,17 @@ class Planner:
 
 
 @contextmanager
-def metadata_written(root: str) -> Iterator[None]:
-    """A data set's metadata (dataset.json, tile indexes) that cannot be written is a warning:
-    its items are still planned and fail one by one with the same reason, while the rest of the
-    run goes on. A full disk still stops the run."""
+def metadata_written(root: str, failed: set[str] | None = None) -> Iterator[None]:
+    """A data set's metadata (dataset.json, tile indexes) that cannot be written is a warning
+    (and ``root`` joins ``failed``): its items are still planned and fail one by one with the
+    same reason, while the rest of the run goes on. A full disk still stops the run."""
     try:
         yield
     except DiskFullError:
         raise
     except StorageError as error:
+        if failed is not None:
+            failed.add(root)
         log.warning("plan.metadata_not_written", root=root, error=str(error))
 
 

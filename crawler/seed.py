@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,7 +18,6 @@ from crawler import records, rma
 from crawler.errors import QueryError, UnknownDataSetError, UsageError
 from crawler.localstore import write_atomic
 from crawler.plan import atlas_root
-from crawler.selection import labels
 
 log = structlog.get_logger("crawler.seed")
 
@@ -30,18 +28,6 @@ class PageSource(Protocol):
     """What seeding needs of the client: one RMA page per URL, retried."""
 
     async def get_page(self, url: str) -> rma.Page: ...
-
-
-@dataclass(frozen=True, slots=True)
-class DataSetSeed:
-    """A data set record (with its equalization) and its SectionImage records."""
-
-    record: dict[str, Any]
-    images: list[dict[str, Any]]
-
-    @property
-    def id(self) -> int:
-        return int(self.record["id"])
 
 
 async def enumerate_rows(
@@ -237,17 +223,4 @@ async def save_atlas_seed(
     data = rows_document({"atlas_id": atlas_id}, "atlas_images", images)
     await anyio.to_thread.run_sync(
         lambda: write_atomic(out / atlas_root(atlas_id) / "atlas.json", data, fsync=fsync)
-    )
-
-
-async def save_seed(out: Path, seed: DataSetSeed, *, fsync: bool) -> None:
-    """``OUT/<data_set_id>/dataset.json``: what the API said, for people and later syncs."""
-    head = {
-        "data_set": seed.record,
-        "equalization": seed.record.get("equalization"),
-        "labels": labels(seed.record),
-    }
-    data = rows_document(head, "section_images", seed.images)
-    await anyio.to_thread.run_sync(
-        lambda: write_atomic(out / str(seed.id) / "dataset.json", data, fsync=fsync)
     )

@@ -27,6 +27,7 @@ from crawler.pipeline import (
     seed_targets,
 )
 from crawler.planner import Planner
+from crawler.reconcile import listing_changes
 from crawler.reports import recorded_run
 from crawler.selection import Selection
 from crawler.session import RunReport, owner_id, run_session
@@ -45,13 +46,10 @@ async def reconcile(
     """Items of images listed again go back to the queue; items of vanished images become
     removed (with ``prune``, their files are deleted). Returns (removed, pruned)."""
     removed = pruned = 0
-    for data_set_id, listed in listings.items():
-        if listed:
-            await manifest.reopen_listed(data_set_id, sorted(listed))
-        gone = [(i, path) for i, path, image in await manifest.listed_items(data_set_id)
-                if image not in listed]  # fmt: skip
-        if not gone:
-            continue
+    changes = listing_changes(await manifest.image_items(sorted(listings)), listings)
+    for data_set_id in sorted(changes.reopen):
+        await manifest.reopen_listed(data_set_id, sorted(listings[data_set_id]))
+    for data_set_id, gone in sorted(changes.gone.items()):
         if prune:
             pruned += await tools.store.delete([path for _, path in gone])
         await manifest.mark_removed([i for i, _ in gone], REMOVED_PRUNED if prune else REMOVED_KEPT)
@@ -79,7 +77,10 @@ async def run_sync(
         try:
             await manifest.reclaim(exclusive=settings.exclusive)
             async with run_tools(settings, manifest, stop, "sync") as tools:
-                planner = Planner(settings, manifest, tools.client, report, run=run)
+                # --recheck re-downloads every item of the selection: none may be skipped.
+                planner = Planner(
+                    settings, manifest, tools.client, report, run=run, skip_unchanged=not recheck
+                )
                 targets = await seed_targets(planner, selection, stop)
                 await prepare(planner, targets, tools, manifest, report)
                 if stop.requested:

@@ -7,6 +7,7 @@ unknown model, field or association fails the same way whether or not rows exist
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import replace
@@ -206,10 +207,10 @@ def serialize(
     return out
 
 
-def evaluate(
-    catalogue: Catalogue, query: Query, *, overstate_total_rows: bool = True
-) -> dict[str, object]:
-    """Run a query and return the success envelope; raise RmaError for a bad query."""
+def _select(
+    catalogue: Catalogue, query: Query, overstate_total_rows: bool
+) -> tuple[list[Record], int, tuple[Include, ...]]:
+    """(the page's records, total_rows, merged includes) of a query; RmaError for a bad one."""
     model = query.model
     if model not in MODEL_FIELDS:
         raise RmaError(f"Unknown model '{model}'")
@@ -232,14 +233,51 @@ def evaluate(
         total = sum(catalogue.join_rows(model, r) for r in rows)
     else:
         total = len(rows)
+    return page, total, includes
+
+
+def evaluate(
+    catalogue: Catalogue, query: Query, *, overstate_total_rows: bool = True
+) -> dict[str, object]:
+    """Run a query and return the success envelope; raise RmaError for a bad query."""
+    page, total, includes = _select(catalogue, query, overstate_total_rows)
+    opts = query.options
     return {
         "success": True,
         "id": 0,
         "start_row": opts.start_row,
         "num_rows": len(page),
         "total_rows": total,
-        "msg": [serialize(catalogue, model, r, includes, opts.only, opts.except_) for r in page],
+        "msg": [
+            serialize(catalogue, query.model, r, includes, opts.only, opts.except_) for r in page
+        ],
     }
+
+
+def evaluate_json(
+    catalogue: Catalogue, query: Query, *, overstate_total_rows: bool = True
+) -> bytes:
+    """``evaluate``'s envelope as JSON bytes, each record's JSON taken from the catalogue's cache.
+
+    A whole product is dozens of pages of 2,000 images with their alignments: building and
+    encoding every record again for every sync made the simulator, not the client or the
+    latency, what a no-op sync waited for. The cache forgets everything on any mutation.
+    """
+    page, total, includes = _select(catalogue, query, overstate_total_rows)
+    opts, model, cache = query.options, query.model, catalogue.serialized
+    shape = (model, includes, opts.only, opts.except_)
+    parts = []
+    for record in page:
+        key = (shape, record["id"])
+        part = cache.get(key)
+        if part is None:
+            data = serialize(catalogue, model, record, includes, opts.only, opts.except_)
+            cache[key] = part = json.dumps(data).encode()
+        parts.append(part)
+    head = json.dumps(
+        {"success": True, "id": 0, "start_row": opts.start_row, "num_rows": len(page)}
+    ).encode()
+    return head[:-1] + b', "total_rows": %d, "msg": [%s]}' % (total, b", ".join(parts))
 
 
 def error_envelope(message: str) -> dict[str, object]:

@@ -18,7 +18,7 @@ from crawler.simulator import ccf_volumes, sync_services
 from crawler.simulator.catalogue import Catalogue
 from crawler.simulator.grids import expression_volumes, expression_zip, projection_nrrd
 from crawler.simulator.imaging import ParamError, image_kind, plan_render
-from crawler.simulator.query import error_envelope, evaluate
+from crawler.simulator.query import error_envelope, evaluate_json
 from crawler.simulator.render import RenderCache, render_jpeg
 from crawler.simulator.rma import RmaError, parse_legacy, parse_record, parse_stages
 from crawler.simulator.schema import Record
@@ -102,10 +102,10 @@ def _rma(
             return _json(error_envelope(f"No route matches {path}"), RMA_ERROR_STATUS)
         if extension != "json":
             return _json(error_envelope(f"Format {extension!r} is not served"), 400)
-        envelope = evaluate(catalogue, parsed, overstate_total_rows=overstate_total_rows)
+        body = evaluate_json(catalogue, parsed, overstate_total_rows=overstate_total_rows)
     except RmaError as exc:
         return _json(error_envelope(str(exc)), RMA_ERROR_STATUS)
-    return _json(envelope)
+    return Reply(200, JSON, body)
 
 
 def _image_reply(
