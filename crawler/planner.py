@@ -80,11 +80,14 @@ class _Listing:
         self.id = int(str(record["id"]))
         self.root = str(self.id)
         self.record, self.all_images, self.images = record, all_images, images
-        self.document = stamps.listing_document(record, all_images)
-        self.fingerprint = stamps.fingerprint(self.document)
+        self.fingerprint = stamps.fingerprint(record, all_images)
         self.context = plan.data_set_context(record, options)
         self.renderings = plan.section_renderings(options, self.context)
         self.absent = [k for k in options.kinds if not plan.applies(k, self.context)]
+
+    def document(self) -> bytes:
+        """Its ``dataset.json`` without the stamp (only data sets planned again are written)."""
+        return stamps.listing_document(self.record, self.all_images)
 
     def items(self, options: plan.PlanOptions) -> Iterator[Item]:
         for image in self.images:
@@ -285,10 +288,10 @@ class Planner:
         files = [
             (
                 self.settings.out / listing.root / stamps.FILE,
-                listing.document
+                listing.document()
                 if listing.root in unwritten
                 else known.stamp(
-                    listing.document,
+                    listing.document(),
                     listing.fingerprint,
                     *counts[listing.id],
                     len(listing.all_images),

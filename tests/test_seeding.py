@@ -108,7 +108,7 @@ def test_group_images_sorts_by_section_then_id_and_drops_strangers() -> None:
 def test_a_stamped_document_is_the_same_json_plus_its_stamp() -> None:
     record = {"id": 5, "equalization": None, "failed": False}
     document = stamps.listing_document(record, [{"id": 1, "data_set_id": 5}])
-    stamp = stamps.Stamp(stamps.fingerprint(document), "b" * 64, 12, 3456, 1)
+    stamp = stamps.Stamp(stamps.fingerprint(record, []), "b" * 64, 12, 3456, 1)
     written = stamps.stamped(document, stamp)
     assert stamps.parse_stamp(written[: stamps.HEAD_BYTES]) == stamp
     parsed = json.loads(written)
@@ -117,16 +117,25 @@ def test_a_stamped_document_is_the_same_json_plus_its_stamp() -> None:
     assert stamps.parse_stamp(document) is None  # an older mirror's file: plan it
 
 
-def test_the_fingerprint_sees_any_change_of_the_listing() -> None:
-    record = {"id": 5, "equalization": None}
-    images = [{"id": 1, "width": 10}, {"id": 2, "width": 10}]
-    same = stamps.listing_document(dict(record), [dict(i) for i in images])
-    changed = stamps.listing_document(record, [images[0], {"id": 2, "width": 11}])
-    fewer = stamps.listing_document(record, images[:1])
-    other_record = stamps.listing_document({**record, "failed": True}, images)
-    base = stamps.fingerprint(stamps.listing_document(record, images))
-    assert stamps.fingerprint(same) == base
-    assert len({base, *(stamps.fingerprint(d) for d in (changed, fewer, other_record))}) == 4
+def test_the_fingerprint_sees_any_change_of_the_listing_and_nothing_else() -> None:
+    record = {"id": 5, "equalization": None, "alignment3d": {"tvr_00": 0.1}}
+    images = [{"id": 1, "width": 10, "x": 0.5}, {"id": 2, "width": 10, "x": 0.5}]
+    base = stamps.fingerprint(record, images)
+    # Equal values in other objects (another page, another run): the same fingerprint.
+    assert (
+        stamps.fingerprint(json.loads(json.dumps(record)), json.loads(json.dumps(images))) == base
+    )
+    shared = {"id": 1, "width": 10, "x": 0.5}  # one object twice: no back-references
+    assert stamps.fingerprint(record, [shared, {**shared, "id": 2}]) == base
+    others = [
+        (record, [images[0], {"id": 2, "width": 11, "x": 0.5}]),
+        (record, [images[0], {"id": 2, "width": 10, "x": 0.5000001}]),
+        (record, [images[0], {"id": 2, "width": 10.0, "x": 0.5}]),  # a type changed
+        (record, images[:1]),
+        ({**record, "failed": True}, images),
+        ({**record, "alignment3d": {"tvr_00": 0.2}}, images),
+    ]
+    assert len({base, *(stamps.fingerprint(r, i) for r, i in others)}) == 1 + len(others)
 
 
 def test_the_plan_key_changes_with_the_settings_that_shape_items() -> None:
