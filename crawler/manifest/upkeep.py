@@ -121,15 +121,17 @@ class Upkeep(ManifestBase):
         one read for a sync's reconciliation instead of two statements per data set."""
         found: list[tuple[int, int, int, str, str]] = []
         for start in range(0, len(data_set_ids), CHUNK):
-            rows = await self.read(
+            # The columns are NOT NULL integers and strings: the rows are used as they come
+            # (converting 100,000 of them cost a no-op sync a fifth of a second).
+            found += await self.read(
                 select(
                     items.c.id, items.c.data_set_id, items.c.image_id, items.c.path, items.c.status
                 ).where(
                     items.c.data_set_id.in_(data_set_ids[start : start + CHUNK]),
                     items.c.image_id.is_not(None),
+                    items.c.status != Status.SUPERSEDED.value,
                 )
             )
-            found += [(int(r[0]), int(r[1]), int(r[2]), str(r[3]), str(r[4])) for r in rows]
         return found
 
     async def mark_removed(self, ids: Sequence[int], reason: str) -> None:
