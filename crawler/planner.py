@@ -67,20 +67,22 @@ class _ManifestSink:
 
 
 class _Listing:
-    """One data set as this run lists it: record, images, the listing document and how its
-    items are rendered."""
+    """One data set as this run plans it: record, images (checked, all of them and those
+    planned), its fingerprint and how its items are rendered."""
 
     def __init__(
         self,
         record: dict[str, Any],
-        all_images: list[dict[str, Any]],
-        images: list[dict[str, Any]],
+        rows: list[dict[str, Any]],
+        fingerprint: str,
+        usable: Callable[[list[dict[str, Any]]], tuple[list[dict[str, Any]], int]],
         options: plan.PlanOptions,
     ) -> None:
         self.id = int(str(record["id"]))
         self.root = str(self.id)
-        self.record, self.all_images, self.images = record, all_images, images
-        self.fingerprint = stamps.fingerprint(record, all_images)
+        self.record, self.rows, self.fingerprint = record, rows, fingerprint
+        self.all_images = seeding.usable_images(rows)
+        self.images, self.failed = usable(self.all_images)
         self.context = plan.data_set_context(record, options)
         self.renderings = plan.section_renderings(options, self.context)
         self.absent = [k for k in options.kinds if not plan.applies(k, self.context)]
@@ -191,10 +193,15 @@ class Planner:
 
     def _usable(self, images: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Images within --sections, without failed ones unless --include-failed."""
+        usable, failed = self._choose(images)
+        self.report.skipped_failed += failed
+        return usable
+
+    def _choose(self, images: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+        """(images within --sections and not failed unless --include-failed, failed ones)."""
         chosen = [i for i in images if plan.in_sections(i, self.sections)]
         usable = [i for i in chosen if self.settings.include_failed or not is_failed(i)]
-        self.report.skipped_failed += len(chosen) - len(usable)
-        return usable
+        return usable, len(chosen) - len(usable)
 
     async def _plan_data_sets(self, records: Sequence[dict[str, Any]]) -> None:
         """Seed the data sets' images a chunk of data sets per query (crawler/seeding.py) and
@@ -234,20 +241,25 @@ class Planner:
         changed: list[_Listing] = []
         for record in batch.records:
             data_set_id = int(record["id"])
-            all_images = batch.images[data_set_id]
-            self.listed[data_set_id] = {int(i["id"]) for i in all_images}
-            listing = _Listing(record, all_images, self._usable(all_images), self.options)
+            rows = batch.images[data_set_id]
+            # The rows as the API sent them: an unchanged data set is neither checked nor
+            # sorted again (crawler/seeding.py), only fingerprinted.
+            fingerprint = stamps.fingerprint(record, rows)
+            same = known.unchanged(data_set_id, fingerprint) if self.skip_unchanged else None
             self.report.data_sets += 1
-            self.report.images += len(listing.images)
-            same = (
-                known.unchanged(data_set_id, listing.fingerprint) if self.skip_unchanged else None
-            )
-            if same is None:
-                changed.append(listing)
-            else:  # counted as planned, none new: what planning it again would report
+            if same is not None:  # counted as planned, none new: what planning it would report
+                self.listed[data_set_id] = seeding.listed_ids(rows)
                 self.skipped.add(data_set_id)
+                self.report.images += same.images
+                self.report.skipped_failed += same.failed_images
                 self.report.planned += same.items
                 self.report.estimated_bytes += same.estimate
+                continue
+            listing = _Listing(record, rows, fingerprint, self._choose, self.options)
+            self.listed[data_set_id] = {int(i["id"]) for i in listing.all_images}
+            self.report.images += len(listing.images)
+            self.report.skipped_failed += listing.failed
+            changed.append(listing)
         if not changed:
             return
         counts: dict[int, tuple[int, int]] = {}  # data set -> (items, estimated bytes)
@@ -293,8 +305,11 @@ class Planner:
                 else known.stamp(
                     listing.document(),
                     listing.fingerprint,
-                    *counts[listing.id],
-                    len(listing.all_images),
+                    items=counts[listing.id][0],
+                    estimate=counts[listing.id][1],
+                    image_count=len(listing.rows),
+                    images=len(listing.images),
+                    failed_images=listing.failed,
                 ),
             )
             for listing in changed

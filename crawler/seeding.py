@@ -132,17 +132,31 @@ class Chunk:
 
 @dataclass(slots=True)
 class Batch:
-    """A chunk's data sets, each with its SectionImages ordered by section number then id."""
+    """A chunk's data sets, each with its SectionImage rows as the API sent them (in id
+    order): ``usable_images`` checks and sorts those of the data sets that are planned."""
 
     records: list[dict[str, Any]]
     images: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def group_images(records: Sequence[dict[str, Any]], rows: Sequence[object]) -> Batch:
-    """Rows of an ``$in`` query, back to their data sets. Each row passes the checks of
-    ``crawler/records.py`` first, as one data set's images do in ``seed.fetch_section_images``:
-    a malformed row, or one of a data set not asked for, is skipped with a warning."""
+    """Rows of an ``$in`` query, back to their data sets, unchecked: a data set whose rows did
+    not change since its last planning (crawler/stamps.py) needs no checks at all, and a
+    whole product is 100,000 rows every sync. A row whose ``data_set_id`` is not one of the
+    chunk's as it stands (a string, junk, another data set) is checked at once, as
+    ``crawler/records.py`` says: a malformed one, or one of a data set not asked for, is
+    skipped with a warning."""
     images: dict[int, list[dict[str, Any]]] = {int(r["id"]): [] for r in records}
+    strays: list[object] = []
+    for row in rows:
+        if (
+            type(row) is dict
+            and type(key := row.get("data_set_id")) is int
+            and (owner := images.get(key)) is not None
+        ):
+            owner.append(row)
+        else:
+            strays.append(row)
 
     def check(row: object) -> dict[str, Any] | str:
         checked = checks.check_image(row)
@@ -150,11 +164,25 @@ def group_images(records: Sequence[dict[str, Any]], rows: Sequence[object]) -> B
             return checked
         return f"data_set_id {checked['data_set_id']} was not asked for"
 
-    for row in checks.usable(rows, "SectionImage", check):
+    for row in checks.usable(strays, "SectionImage", check):
         images[row["data_set_id"]].append(row)
-    for found in images.values():
-        found.sort(key=lambda r: (int(r.get("section_number") or 0), int(r["id"])))
     return Batch(list(records), images)
+
+
+def usable_images(rows: Sequence[object]) -> list[dict[str, Any]]:
+    """A data set's image rows that pass ``crawler/records.py``'s checks (each refused one a
+    warning), ordered by section number then id."""
+    found = checks.usable(rows, "SectionImage", checks.check_image)
+    return sorted(found, key=lambda r: (int(r.get("section_number") or 0), int(r["id"])))
+
+
+def listed_ids(rows: Sequence[dict[str, Any]]) -> set[int]:
+    """The whole-number ids among a data set's image rows: what the API lists for it now."""
+    found: set[int] = set()
+    for row in rows:
+        if (number := checks.whole(row.get("id"), 1, checks.MAX_ID)) is not None:
+            found.add(number)
+    return found
 
 
 def chunks(

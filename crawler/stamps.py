@@ -28,10 +28,11 @@ from crawler.seed import rows_document
 from crawler.selection import labels
 
 FILE = "dataset.json"
-HEAD_BYTES = 400  # the stamp fits in the first line's first ~230 bytes
+HEAD_BYTES = 400  # the stamp fits in the first line's first ~270 bytes
 _STAMP = re.compile(
     rb'\{"fingerprint": "([0-9a-f]{64})", "plan": "([0-9a-f]{64})", '
-    rb'"items": (\d+), "estimate": (\d+), "image_count": (\d+), '
+    rb'"items": (\d+), "estimate": (\d+), "image_count": (\d+), "images": (\d+), '
+    rb'"failed_images": (\d+), '
 )
 
 
@@ -43,7 +44,9 @@ class Stamp:
     plan: str  # plan_key of the settings that made its items
     items: int  # items planned from it
     estimate: int  # their estimated bytes (a skipped data set still counts in the plan summary)
-    image_count: int  # SectionImages listed (sizes the next run's queries)
+    image_count: int  # SectionImage rows listed (sizes the next run's queries)
+    images: int  # images planned (within --sections; failed ones only with --include-failed)
+    failed_images: int  # failed images left out: a skipped data set still counts in the report
 
 
 def listing_document(record: dict[str, Any], images: list[dict[str, Any]]) -> bytes:
@@ -79,7 +82,8 @@ def stamped(document: bytes, stamp: Stamp) -> bytes:
     head = (
         f'{{"fingerprint": "{stamp.fingerprint}", "plan": "{stamp.plan}", '
         f'"items": {stamp.items}, "estimate": {stamp.estimate}, '
-        f'"image_count": {stamp.image_count}, '
+        f'"image_count": {stamp.image_count}, "images": {stamp.images}, '
+        f'"failed_images": {stamp.failed_images}, '
     )
     return head.encode() + document[1:]
 
@@ -89,7 +93,7 @@ def parse_stamp(head: bytes) -> Stamp | None:
     match = _STAMP.match(head)
     if match is None:
         return None
-    return Stamp(match[1].decode(), match[2].decode(), int(match[3]), int(match[4]), int(match[5]))
+    return Stamp(match[1].decode(), match[2].decode(), *(int(match[i]) for i in range(3, 8)))
 
 
 def read_stamps(out: Path, data_set_ids: Iterable[int]) -> dict[int, Stamp]:
@@ -209,8 +213,7 @@ class Unchanged:
         self.skipped += 1
         return old
 
-    def stamp(
-        self, document: bytes, listing_fingerprint: str, items: int, estimate: int, images: int
-    ) -> bytes:
-        """The ``dataset.json`` to write for a data set just planned."""
-        return stamped(document, Stamp(listing_fingerprint, self.plan, items, estimate, images))
+    def stamp(self, document: bytes, fingerprint: str, **counts: int) -> bytes:
+        """The ``dataset.json`` to write for a data set just planned (``counts``: the stamp's
+        items, estimate, image_count, images and failed_images)."""
+        return stamped(document, Stamp(fingerprint, self.plan, **counts))

@@ -85,7 +85,7 @@ def test_the_estimate_follows_the_answers() -> None:
     assert estimator.estimate == 8.0
 
 
-def test_group_images_sorts_by_section_then_id_and_drops_strangers() -> None:
+def test_images_grouped_by_data_set_then_checked_and_sorted() -> None:
     records = [{"id": 1}, {"id": 2}, {"id": 3}]
     rows = [
         {"id": 30, "data_set_id": 1, "section_number": 2},
@@ -97,9 +97,16 @@ def test_group_images_sorts_by_section_then_id_and_drops_strangers() -> None:
         {"id": 60, "data_set_id": "2", "section_number": 10**300},
         {"id": "70", "data_set_id": "3"},  # numeric strings become whole numbers
     ]
-    batch = seeding.group_images(records, rows)
-    assert [[r["id"] for r in batch.images[i]] for i in (1, 2, 3)] == [[20, 10, 30], [40], [70]]
-    assert batch.images[3][0]["data_set_id"] == 3
+    batch = seeding.group_images(records, rows)  # as they came, strangers dropped
+    assert [[r["id"] for r in batch.images[i]] for i in (1, 2, 3)] == [
+        [30, 10, 20],
+        [40, "../../x"],
+        [70],
+    ]  # fmt: skip: 60 came with a string data set id, so it was checked (and refused) at once
+    assert batch.images[3][0]["data_set_id"] == 3  # checked at once: its data set was a string
+    usable = [[r["id"] for r in seeding.usable_images(batch.images[i])] for i in (1, 2, 3)]
+    assert usable == [[20, 10, 30], [40], [70]]
+    assert seeding.listed_ids(batch.images[2]) == {40}
 
 
 # -- stamps -------------------------------------------------------------------------------------
@@ -108,7 +115,7 @@ def test_group_images_sorts_by_section_then_id_and_drops_strangers() -> None:
 def test_a_stamped_document_is_the_same_json_plus_its_stamp() -> None:
     record = {"id": 5, "equalization": None, "failed": False}
     document = stamps.listing_document(record, [{"id": 1, "data_set_id": 5}])
-    stamp = stamps.Stamp(stamps.fingerprint(record, []), "b" * 64, 12, 3456, 1)
+    stamp = stamps.Stamp(stamps.fingerprint(record, []), "b" * 64, 12, 3456, 1, 1, 0)
     written = stamps.stamped(document, stamp)
     assert stamps.parse_stamp(written[: stamps.HEAD_BYTES]) == stamp
     parsed = json.loads(written)
@@ -167,7 +174,7 @@ def test_unchanged_needs_same_listing_same_settings_and_every_item_done(
     fingerprint: str, plan: str, done: int, unfinished: bool, unchanged: bool
 ) -> None:
     known = stamps.Unchanged("p" * 64)
-    known.stamps = {7: stamps.Stamp("f" * 64, plan, 140, 1000, 140)}
+    known.stamps = {7: stamps.Stamp("f" * 64, plan, 140, 1000, 140, 139, 1)}
     known.done = {7: done}
     known.open = {7} if unfinished else set()
     assert (known.unchanged(7, fingerprint) is not None) is unchanged
@@ -176,7 +183,7 @@ def test_unchanged_needs_same_listing_same_settings_and_every_item_done(
 
 
 def test_write_documents_replaces_files_and_read_stamps_finds_them(tmp_path: Path) -> None:
-    stamp = stamps.Stamp("a" * 64, "b" * 64, 1, 2, 3)
+    stamp = stamps.Stamp("a" * 64, "b" * 64, 1, 2, 3, 3, 0)
     files = [
         (tmp_path / str(i) / stamps.FILE, stamps.stamped(b'{"x": 1}\n', stamp)) for i in (1, 2)
     ]
