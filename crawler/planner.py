@@ -100,7 +100,9 @@ class _Listing:
 class Planner:
     """Seeds the selection and records its items; ``listed`` keeps, per data set, the image ids
     the API lists now (sync decides removals from it), ``skipped`` the data sets left as they
-    were (their items are not tagged with this run: see ``adopt_returned``)."""
+    were (their items are not tagged with this run: ``pipeline.prepare`` tags those the resume
+    check sends back) and ``settled`` those of them whose items are exactly what their listing
+    planned, none removed: sync has nothing to reconcile there, and they are not in ``listed``."""
 
     def __init__(
         self,
@@ -131,6 +133,7 @@ class Planner:
         # (off for ``sync --recheck``, which must tag every item of the selection).
         self.skip_unchanged = skip_unchanged and self.writes
         self.skipped: set[int] = set()
+        self.settled: set[int] = set()
 
     async def records(self, selection: Selection) -> list[Target]:
         """Every selected data set record and atlas, enumerated before anything is fetched,
@@ -222,7 +225,7 @@ class Planner:
                 stamps.read_stamps, self.settings.out, ids
             )
             if known.stamps and self.skip_unchanged:
-                known.done, known.open = await self._done_per_data_set()
+                await self._count_items(known)
         await seeding.for_each_batch(
             self.client,
             self.settings.api_base,
@@ -248,7 +251,10 @@ class Planner:
             same = known.unchanged(data_set_id, fingerprint) if self.skip_unchanged else None
             self.report.data_sets += 1
             if same is not None:  # counted as planned, none new: what planning it would report
-                self.listed[data_set_id] = seeding.listed_ids(rows)
+                if known.settled(data_set_id):
+                    self.settled.add(data_set_id)
+                else:
+                    self.listed[data_set_id] = seeding.listed_ids(rows)
                 self.skipped.add(data_set_id)
                 self.report.images += same.images
                 self.report.skipped_failed += same.failed_images
@@ -324,20 +330,19 @@ class Planner:
             with metadata_written(path.parent.name):
                 raise error
 
-    async def _done_per_data_set(self) -> tuple[dict[int, int], set[int]]:
-        """Done items of each data set, and the data sets with items still to fetch (pending
-        or failed): one grouped read of the tally index."""
+    async def _count_items(self, known: stamps.Unchanged) -> None:
+        """Each data set's done items, and which have items still to fetch (pending or failed)
+        or removed ones: one grouped read of the tally index."""
         assert self.manifest is not None
-        done: dict[int, int] = {}
-        unfinished: set[int] = set()
         for (data_set_id, status), tally in (await self.manifest.tallies_by_data_set()).items():
             if data_set_id is None:
                 continue
             if status == Status.DONE.value:
-                done[data_set_id] = tally.items
+                known.done[data_set_id] = tally.items
             elif status in (Status.PENDING.value, Status.FAILED.value):
-                unfinished.add(data_set_id)
-        return done, unfinished
+                known.open.add(data_set_id)
+            elif status == Status.REMOVED.value:
+                known.removed.add(data_set_id)
 
     async def _plan_atlas(self, target: AtlasTarget) -> None:
         for image in target.images:

@@ -193,6 +193,7 @@ class Unchanged:
         self.stamps: dict[int, Stamp] = {}
         self.done: dict[int, int] = {}
         self.open: set[int] = set()
+        self.removed: set[int] = set()
         self.skipped = 0
 
     def image_counts(self) -> dict[int, int]:
@@ -212,6 +213,22 @@ class Unchanged:
             return None
         self.skipped += 1
         return old
+
+    def settled(self, data_set_id: int) -> bool:
+        """Whether an unchanged data set's items are exactly those its listing planned, all
+        done, none removed: then a sync has nothing to reconcile there.
+
+        Each path of the listing's items has one live item, in the data set, done (nothing is
+        pending or failed), so its done items number at least the stamp's; any more would be
+        items of images the listing may not hold (another selection's kinds, an older
+        listing), and a removed item may be listed again: both need the reconciliation.
+        """
+        stamp = self.stamps.get(data_set_id)
+        return (
+            stamp is not None
+            and self.done.get(data_set_id, 0) == stamp.items
+            and data_set_id not in self.removed
+        )
 
     def stamp(self, document: bytes, fingerprint: str, **counts: int) -> bytes:
         """The ``dataset.json`` to write for a data set just planned (``counts``: the stamp's

@@ -85,12 +85,12 @@ async def run_sync(
                 await prepare(planner, targets, tools, manifest, report)
                 if stop.requested:
                     return report
-                listed = planner.listed
                 report.removed, report.pruned = await reconcile(
-                    manifest, tools, listed, prune=prune
+                    manifest, tools, planner.listed, prune=prune
                 )
+                listed = sorted({*planner.listed, *planner.settled})  # every data set listed
                 if recheck:
-                    rechecking = await manifest.mark_for_recheck(sorted(listed), run)
+                    rechecking = await manifest.mark_for_recheck(listed, run)
                     log.info("sync.recheck", items=rechecking)
                 tools.progress.set_total(await items_to_fetch(manifest, report))
                 owner = owner_id()
@@ -107,7 +107,7 @@ async def run_sync(
             if recheck:
                 report.changed, report.unchanged = await manifest.count_changes()
             else:  # done now = kept as they were + downloaded by this run
-                report.unchanged = await manifest.count_done(sorted(listed)) - report.done
+                report.unchanged = await manifest.count_done(listed) - report.done
         finally:
             report.seconds = time.monotonic() - started
             report.interrupted_by = stop.signal

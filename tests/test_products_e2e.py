@@ -292,3 +292,27 @@ def done_items(out: Path) -> int:
         return 0
     finally:
         connection.close()
+
+
+def test_a_sync_still_removes_what_a_mirror_replanned_away(
+    sim: ThreadedSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A mirror plans a changed listing but removes nothing; the sync after it finds the data
+    set unchanged, yet its items are more than the listing planned: it is reconciled."""
+    out = tmp_path / "m"
+    assert run_cli(capsys, *cli(sim, "mirror", out, "--product", ISH)).code == 0
+    data_set = min(int(p.parent.name) for p in out.glob("*/dataset.json"))
+    gone = sim.catalogue.lookup("SectionImage", "data_set_id", data_set)[0]
+    sim.catalogue.remove_section(int(str(gone["id"])))
+    assert run_cli(capsys, *cli(sim, "mirror", out, "--product", ISH)).code == 0
+    rows = {int(str(r["image_id"])): r for r in ls_rows(capsys, out)}
+    assert rows[int(str(gone["id"]))]["status"] == "done"  # a mirror removes nothing
+
+    result = run_cli(capsys, *cli(sim, "sync", out, "--product", ISH))
+    assert result.code == 0, result.err
+    assert events(result.err, "plan.unchanged")[0]["data_sets"] == 1 + EXTRA_ISH
+    (removed,) = events(result.err, "sync.removed")
+    assert removed["data_set_id"] == data_set and removed["items"] == 1
+    rows = {int(str(r["image_id"])): r for r in ls_rows(capsys, out)}
+    assert rows[int(str(gone["id"]))]["status"] == "removed"
+    assert sum(r["status"] == "done" for r in rows.values()) == len(rows) - 1

@@ -242,3 +242,22 @@ async def test_a_cancelled_waiter_gives_back_nothing_it_did_not_have() -> None:
     with anyio.fail_after(1):
         async with slots.hold():
             assert slots.in_use == 1
+
+
+@pytest.mark.parametrize(
+    ("done", "removed", "settled"),
+    [
+        (140, False, True),  # exactly what the listing planned: nothing to reconcile
+        (141, False, False),  # more done items than planned: some image may be gone
+        (140, True, False),  # a removed item may be listed again
+    ],
+)
+def test_settled_means_nothing_for_a_sync_to_reconcile(
+    done: int, removed: bool, settled: bool
+) -> None:
+    known = stamps.Unchanged("p" * 64)
+    known.stamps = {7: stamps.Stamp("f" * 64, "p" * 64, 140, 1000, 140, 139, 1)}
+    known.done = {7: done}
+    known.removed = {7} if removed else set()
+    assert known.settled(7) is settled
+    assert not known.settled(8)  # no stamp
