@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 _SORTED = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 # Any integer beyond 64 bits has 19 digits or more (2**63 has 19); 17 suffice for a float.
 # Digits all read as "0", a run of 19 is one substring search (a regex took longer than orjson).
 _DIGITS = bytes.maketrans(b"123456789", b"000000000")
@@ -32,6 +33,14 @@ def loads(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
         return json.loads(body)  # beyond orjson (NaN) or truly malformed
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON of ``value`` with its objects' keys in their own order."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return _COMPACT.encode(value).encode()
 
 
 def dumps_sorted(value: Any) -> bytes:

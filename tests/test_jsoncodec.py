@@ -40,3 +40,8 @@ def test_dumps_sorted_is_compact_sorted_json_of_the_same_value(value: object) ->
     encoded = jsoncodec.dumps_sorted(value)
     assert json.loads(encoded) == value
     assert encoded == json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def test_dumps_keeps_the_key_order_and_takes_any_integer() -> None:
+    assert jsoncodec.dumps({"b": 1, "a": [2.5, None]}) == b'{"b":1,"a":[2.5,null]}'
+    assert jsoncodec.dumps({"n": 10**30}) == b'{"n":' + b"1" + b"0" * 30 + b"}"
