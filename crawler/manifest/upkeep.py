@@ -17,6 +17,8 @@ from crawler.retry import utcnow
 
 T = TypeVar("T")
 
+_DONE_FILES = "SELECT id, path, size FROM items WHERE status = ? AND id > ? ORDER BY id LIMIT ?"
+
 
 class Upkeep(ManifestBase):
     """Resume, sync and verify bookkeeping."""
@@ -36,19 +38,25 @@ class Upkeep(ManifestBase):
         return int(result.rowcount or 0)
 
     async def done_files(self, chunk: int = 20000) -> AsyncIterator[list[tuple[int, str, int]]]:
-        """(id, path, size) of done items in id order, a chunk at a time."""
+        """(id, path, size) of done items in id order, a chunk at a time.
+
+        The resume check of every run reads them all, beside planning: driver SQL and the
+        driver's own rows (SQLAlchemy's row processing cost a no-op sync of 100,000 items
+        about a tenth of a second on the interpreter that also decodes its pages).
+        """
+        sql = self._driver_sql(_DONE_FILES)
         last = 0
         while True:
-            rows = await self.read(
-                select(items.c.id, items.c.path, items.c.size)
-                .where(items.c.status == Status.DONE.value, items.c.id > last)
-                .order_by(items.c.id)
-                .limit(chunk)
-            )
+
+            async def work(connection: AsyncConnection, after: int = last) -> list[Any]:
+                result = await connection.exec_driver_sql(sql, (Status.DONE.value, after, chunk))
+                return list(result.all())
+
+            rows = await self._run(work, write=False)
             if not rows:
                 return
             last = rows[-1][0]
-            yield [(int(r[0]), str(r[1]), int(r[2] or 0)) for r in rows]
+            yield [(r[0], r[1], r[2] or 0) for r in rows]
 
     async def done_digests(
         self, chunk: int = 20000
