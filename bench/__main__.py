@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import export, memory, objectstore, scale, throughput
+from bench import export, memory, objectstore, products, scale, throughput
 from bench.options import Options, parse
 from bench.procs import BenchError, compile_sources
 from bench.report import Row, load_average, machine, print_flush, table, write_doc
@@ -26,6 +26,7 @@ def run(options: Options, work: Path) -> tuple[list[Row], list[str]]:
         ({"memory"}, memory.run),
         ({"export"}, export.run),
         ({"s3"}, objectstore.run),
+        ({"products"}, products.run),
     ]
     for sections, step in steps:
         if sections & set(options.only):

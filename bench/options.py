@@ -6,7 +6,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-SECTIONS = ("throughput", "overhead", "scale", "memory")  # what a run measures by default
+SECTIONS = ("throughput", "overhead", "scale", "memory", "products")  # by default
 EXTRA_SECTIONS = ("export", "s3")  # only when named: --only export,s3
 
 
@@ -28,6 +28,14 @@ class Options:
     memory_image_scale: float = 0.02  # ~1 kB images: a 100,000-item mirror is about requests
     export_images: int = 20_000  # ~1 kB JPEGs exported to WebDataset, against tar cf
     s3_images: int = 2000  # mirrored to disk and into a (moto) bucket, --only s3
+    # Whole products (issue 16): a connectivity-like product to plan, an ISH-like one to mirror,
+    # and a mirror of about noop_items done items to sync (nothing changed) and verify.
+    product_data_sets: int = 1000
+    product_sections: int = 140
+    ish_data_sets: int = 2000
+    ish_sections: int = 20
+    noop_items: int = 100_000
+    product_latency: float = 50.0
     only: tuple[str, ...] = SECTIONS
     write: Path | None = None
     json: Path | None = None
@@ -46,6 +54,11 @@ TINY = {
     "memory_items": (60, 240),
     "export_images": 200,
     "s3_images": 40,
+    "product_data_sets": 12,
+    "product_sections": 14,
+    "ish_data_sets": 30,
+    "ish_sections": 4,
+    "noop_items": 600,
     "step_timeout": 120.0,
 }
 

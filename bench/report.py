@@ -21,7 +21,8 @@ UNITS = {"s": "s", "x": "×", "MB": "MB", "n": "", "img/s": "img/s"}
 
 @dataclass(frozen=True)
 class Row:
-    """One measured number; ``limit`` (with ``unit``) is the target it must not exceed."""
+    """One measured number; ``limit`` (with ``unit``) is the target it must not exceed, ``floor``
+    one it must reach."""
 
     section: str
     case: str
@@ -29,12 +30,17 @@ class Row:
     value: float
     unit: str
     limit: float | None = None
+    floor: float | None = None
 
     @property
     def met(self) -> bool | None:
-        if self.limit is None:
+        if self.limit is None and self.floor is None:
             return None
-        return math.isfinite(self.value) and self.value <= self.limit
+        if not math.isfinite(self.value):
+            return False
+        return (self.limit is None or self.value <= self.limit) and (
+            self.floor is None or self.value >= self.floor
+        )
 
 
 def fmt(value: float, unit: str) -> str:
@@ -59,6 +65,8 @@ def table(rows: list[Row]) -> str:
     ]
     for row in rows:
         target = "" if row.limit is None else f"≤ {fmt(row.limit, row.unit)}"
+        if row.floor is not None:
+            target = f"≥ {fmt(row.floor, row.unit)}"
         verdict = {None: "", True: "met", False: "**missed**"}[row.met]
         lines.append(
             f"| {row.section} | {row.case} | {row.measure} | {fmt(row.value, row.unit)} "

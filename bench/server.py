@@ -119,6 +119,7 @@ async def serve(args: argparse.Namespace) -> None:
     catalogue = Catalogue.build(
         sections_per_dataset=args.sections,
         extra_connectivity_datasets=args.extra_connectivity_datasets,
+        extra_ish_datasets=args.extra_ish_datasets,
         image_scale=args.image_scale,
     )
     counters = TimedCounters()
@@ -160,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--sections", type=int, default=None)
     parser.add_argument("--extra-connectivity-datasets", type=int, default=6)
+    parser.add_argument("--extra-ish-datasets", type=int, default=2)
     parser.add_argument("--image-scale", type=float, default=1.0)
     parser.add_argument("--cache-mb", type=int, default=1024, help="render cache size")
     asyncio.run(serve(parser.parse_args(argv)))

@@ -1,8 +1,9 @@
 """The one HTTP client of a run: a shared session, a request cap, a rate cap and the retry policy.
 
 Every request, RMA or download, first attempt or retry, holds one of ``--concurrency`` slots
-and a ``--rate`` token for its whole life, so politeness holds under faults too. aiohttp's
-exceptions are translated here, once (``translate_errors``).
+and a ``--rate`` token for its whole life, so politeness holds under faults too. RMA pages
+take the next free slot before waiting downloads (``crawler/slots.py``), so seeding stays
+ahead of fetching. aiohttp's exceptions are translated here, once (``translate_errors``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from contextlib import asynccontextmanager, contextmanager
 from typing import Protocol, TypeVar
 
 import aiohttp
-import anyio
 import structlog
 from aiolimiter import AsyncLimiter
 from yarl import URL
@@ -33,6 +33,7 @@ from crawler.errors import (
 )
 from crawler.redact import mask_url
 from crawler.retry import GaveUp, RetryPolicy, parse_retry_after, reason_of, retrying
+from crawler.slots import PrioritySlots
 from crawler.store import Part
 
 log = structlog.get_logger("crawler.client")
@@ -130,7 +131,7 @@ class ApiClient:
     ) -> None:
         self.settings = settings
         self.session = session
-        self.slots = anyio.Semaphore(settings.concurrency, fast_acquire=True)  # no yield when free
+        self.slots = PrioritySlots(settings.concurrency)
         # A shared limiter (several workers on one Postgres manifest) replaces the local one.
         self.rate: RateLimiter | None = limiter or make_rate_limiter(settings.rate)
         self.policy = retry_policy(settings)
@@ -169,9 +170,10 @@ class ApiClient:
             yield cls(settings, session, limiter)
 
     @asynccontextmanager
-    async def _turn(self) -> AsyncIterator[None]:
-        """A concurrency slot, then a rate token: held for the whole request and its body."""
-        async with self.slots:
+    async def _turn(self, *, urgent: bool = False) -> AsyncIterator[None]:
+        """A concurrency slot (``urgent``: before waiting downloads), then a rate token: held
+        for the whole request and its body."""
+        async with self.slots.hold(urgent=urgent):
             if self.rate is not None:
                 await self.rate.acquire()
             self.requests += 1
@@ -211,7 +213,7 @@ class ApiClient:
         shown = mask_url(url)
         with translate_errors(shown, self.settings.max_item_seconds):
             async with (
-                self._turn(),
+                self._turn(urgent=True),
                 self.session.get(url, headers=ACCEPT_PAGE) as response,
             ):
                 self.reached = True  # the server answered: later failures are worth waiting for

@@ -341,7 +341,54 @@ class ObjectStore:
                 Metadata={"sha256": digest},
             )
 
+    async def put_many(self, files: Sequence[tuple[str, bytes]]) -> list[StorageError | None]:
+        """Each small file in its own PUT, a few at a time; a failing bucket raises."""
+        results: list[StorageError | None] = [None] * len(files)
+        fatal: list[BucketError] = []
+
+        async def one(index: int, path: str, data: bytes) -> None:
+            async with self.limit:
+                try:
+                    await self.put(path, data)
+                except BucketError as exc:
+                    fatal.append(exc)
+                except StorageError as exc:
+                    results[index] = exc
+
+        async with anyio.create_task_group() as group:
+            for index, (path, data) in enumerate(files):
+                group.start_soon(one, index, path, data)
+        if fatal:
+            raise fatal[0]
+        return results
+
     # -- reading and upkeep --------------------------------------------------------------------
+
+    async def heads(self, paths: Sequence[str], size: int) -> list[bytes | None]:
+        """A ranged GET of each object's first ``size`` bytes, a few at a time."""
+        found: dict[str, bytes] = {}
+        failures: list[StorageError] = []
+        ranged = f"bytes=0-{max(size, 1) - 1}"
+
+        async def head(path: str) -> None:
+            try:
+                async with self.limit:
+                    with translated(self.where(path)):
+                        got = await self.client.get_object(
+                            Bucket=self.url.bucket, Key=self.url.key(path), Range=ranged
+                        )
+                        async with got["Body"] as body:
+                            found[path] = await body.read()
+            except StorageError as exc:
+                if (error_code(exc.__cause__) or "") not in MISSING_CODES:
+                    failures.append(exc)
+
+        async with anyio.create_task_group() as group:
+            for path in dict.fromkeys(paths):
+                group.start_soon(head, path)
+        if failures:
+            raise failures[0]
+        return [found.get(path) for path in paths]
 
     async def sizes(self, paths: Sequence[str]) -> list[int | None]:
         """One listing per directory holding many of ``paths`` (1,000 keys per request),

@@ -232,10 +232,14 @@ async def prepare(
 ) -> None:
     """Plan every target beside the resume check (a stat of every done file, so the first
     request never waits for it) and, alone on the manifest, the sweep of parts killed runs
-    left (this process's own parts carry its token: the sweep cannot take them). A stop ends
-    it early; what was planned stays planned."""
+    left (this process's own parts carry its token: the sweep cannot take them). Items the
+    resume check sent back in data sets the planner skipped are tagged with the run afterwards.
+    A stop ends it early; what was planned stays planned."""
+
+    sent_back: list[int] = []
 
     def returned(ids: list[int]) -> None:
+        sent_back.extend(ids)
         if on_returned is not None:
             on_returned.returned(ids)
 
@@ -254,6 +258,11 @@ async def prepare(
         async with anyio.create_task_group() as preparing:
             preparing.start_soon(resume)
             await planner.plan_all(targets)
+        if sent_back and planner.skipped and planner.run is not None:
+            # Items of data sets the planner skipped (unchanged) carry an older run's tag.
+            adopted = await manifest.adopt(sent_back, sorted(planner.skipped), planner.run)
+            if adopted and on_returned is not None:
+                on_returned.returned(adopted)
         group.cancel_scope.cancel()
 
 

@@ -1,8 +1,11 @@
 """Planning a selection into the manifest, and the resume check of what is already done.
 
-The planner seeds every selected data set and atlas (crawler/seed.py), turns records into items
-(crawler/plan.py, pure) and records them chunk by chunk, ringing the work source as items land,
-so fetching starts before planning ends. Nothing is held whole: a million tiles plan in chunks.
+The planner seeds every selected data set and atlas (crawler/seed.py; the images of many data
+sets per query, crawler/seeding.py), turns records into items (crawler/plan.py, pure) and
+records them chunk by chunk, ringing the work source as items land, so fetching starts before
+planning ends. Nothing is held whole: a million tiles plan in chunks, a product a few pages of
+images at a time. A data set whose ``dataset.json`` stamp says nothing changed and whose items
+are all done is skipped (crawler/stamps.py), so a no-op sync costs its RMA pages and little else.
 """
 
 from __future__ import annotations
@@ -16,12 +19,12 @@ from typing import Any, Protocol
 
 import structlog
 
-from crawler import plan, seed
+from crawler import plan, seed, seeding, stamps
 from crawler.ccf import plan_ccf
 from crawler.client import ApiClient
 from crawler.config import Settings
 from crawler.errors import DiskFullError, StorageError
-from crawler.manifest import Manifest
+from crawler.manifest import Manifest, Status
 from crawler.plan import Item, is_failed
 from crawler.selection import Selection, resolve_filters
 from crawler.session import RunReport
@@ -61,9 +64,43 @@ class _ManifestSink:
         return await self.manifest.add_items(chunk, api_base, run=self.run)
 
 
+class _Listing:
+    """One data set as this run plans it: record, images (checked, all of them and those
+    planned), its fingerprint and how its items are rendered."""
+
+    def __init__(
+        self,
+        record: dict[str, Any],
+        rows: list[dict[str, Any]],
+        fingerprint: str,
+        usable: Callable[[list[dict[str, Any]]], tuple[list[dict[str, Any]], int]],
+        options: plan.PlanOptions,
+    ) -> None:
+        self.id = int(str(record["id"]))
+        self.root = str(self.id)
+        self.record, self.rows, self.fingerprint = record, rows, fingerprint
+        self.all_images = seeding.usable_images(rows)
+        self.images, self.failed = usable(self.all_images)
+        self.context = plan.data_set_context(record, options)
+        self.renderings = plan.section_renderings(options, self.context)
+        self.absent = [k for k in options.kinds if not plan.applies(k, self.context)]
+
+    def document(self) -> bytes:
+        """Its ``dataset.json`` without the stamp (only data sets planned again are written)."""
+        return stamps.listing_document(self.record, self.all_images)
+
+    def items(self, options: plan.PlanOptions) -> Iterator[Item]:
+        for image in self.images:
+            yield from plan.plan_image(self.root, image, self.renderings, options)
+        yield from plan.plan_extras(self.record, options, self.context)
+
+
 class Planner:
     """Seeds the selection and records its items; ``listed`` keeps, per data set, the image ids
-    the API lists now (sync decides removals from it)."""
+    the API lists now (sync decides removals from it), ``skipped`` the data sets left as they
+    were (their items are not tagged with this run: ``pipeline.prepare`` tags those the resume
+    check sends back) and ``settled`` those of them whose items are exactly what their listing
+    planned, none removed: sync has nothing to reconcile there, and they are not in ``listed``."""
 
     def __init__(
         self,
@@ -76,6 +113,7 @@ class Planner:
         sink: ItemSink | None = None,
         run: int | None = None,
         store: Store | None = None,
+        skip_unchanged: bool = True,
     ) -> None:
         self.settings = settings
         self.run = run  # the runs row that tags what is planned (mirror and sync fetch those)
@@ -91,6 +129,11 @@ class Planner:
         self.options = settings.plan_options()
         self.sections: tuple[int, int] | None = None
         self.listed: dict[int, set[int]] = {}
+        # A data set whose stamp matches and whose items are all done is not planned again
+        # (off for ``sync --recheck``, which must tag every item of the selection).
+        self.skip_unchanged = skip_unchanged and self.writes
+        self.skipped: set[int] = set()
+        self.settled: set[int] = set()
 
     async def records(self, selection: Selection) -> list[Target]:
         """Every selected data set record and atlas, enumerated before anything is fetched,
@@ -105,7 +148,7 @@ class Planner:
 
         if selection.data_sets:
             union(
-                await seed.fetch_data_sets(
+                await seeding.fetch_data_sets(
                     self.client,
                     base,
                     selection.data_sets,
@@ -157,14 +200,19 @@ class Planner:
         if planned := list(plan_ccf(self.options)):  # atlas-wide files: once per run
             count, added = await self._record(planned)
             log.info("plan.ccf", items=count, new=added)
+        await self._plan_data_sets([t for t in targets if not isinstance(t, AtlasTarget)])
         for target in targets:
             if isinstance(target, AtlasTarget):
                 await self._plan_atlas(target)
-            else:
-                await self._plan_data_set(target)
 
     def _usable(self, images: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Images within --sections, without failed ones unless --include-failed."""
+        usable, failed = self._choose(images)
+        self.report.skipped_failed += failed
+        return usable
+
+    def _choose(self, images: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+        """(images within --sections and not failed unless --include-failed, failed ones)."""
         chosen = [i for i in images if plan.in_sections(i, self.sections)]
         if images and not chosen and self.sections is not None:
             numbers = sorted(int(i.get("section_number") or 0) for i in images)
@@ -175,47 +223,139 @@ class Planner:
                 section_numbers=f"{numbers[0]}-{numbers[-1]}",
             )
         usable = [i for i in chosen if self.settings.include_failed or not is_failed(i)]
-        self.report.skipped_failed += len(chosen) - len(usable)
-        return usable
+        return usable, len(chosen) - len(usable)
 
-    async def _plan_data_set(self, record: dict[str, Any]) -> None:
-        data_set_id = int(str(record["id"]))
-        if is_failed(record) and not self.settings.include_failed:
-            log.warning("plan.skip_failed_data_set", data_set_id=data_set_id)
-            self.report.skipped_failed += 1
-            return
-        all_images = await seed.fetch_section_images(
-            self.client, self.settings.api_base, data_set_id, page_size=self.settings.page_size
+    async def _plan_data_sets(self, records: Sequence[dict[str, Any]]) -> None:
+        """Seed the data sets' images a chunk of data sets per query (crawler/seeding.py) and
+        plan each chunk as it arrives; data sets whose stamp says nothing changed are skipped."""
+        wanted: list[dict[str, Any]] = []
+        for record in records:
+            if is_failed(record) and not self.settings.include_failed:
+                log.warning("plan.skip_failed_data_set", data_set_id=int(str(record["id"])))
+                self.report.skipped_failed += 1
+            else:
+                wanted.append(record)
+        known = stamps.Unchanged(
+            stamps.plan_key(self.options, self.sections, self.settings.include_failed)
         )
-        self.listed[data_set_id] = {int(i["id"]) for i in all_images}
-        images = self._usable(all_images)
-        root = str(data_set_id)
-        with metadata_written(root):
-            if self.writes:
-                await seed.save_seed(
-                    self._store(), seed.DataSetSeed(record=dict(record), images=all_images)
-                )
-        context = plan.data_set_context(record, self.options)
-        renderings = plan.section_renderings(self.options, context)
-        absent = [k for k in self.options.kinds if not plan.applies(k, context)]
-        if absent:
-            log.info("plan.kinds_not_applicable", data_set_id=data_set_id, kinds=absent)
+        if self.writes and wanted:
+            ids = [int(r["id"]) for r in wanted]
+            known.stamps = await stamps.read_stamps(self._store(), ids)
+            if known.stamps and self.skip_unchanged:
+                await self._count_items(known)
+        await seeding.for_each_batch(
+            self.client,
+            self.settings.api_base,
+            wanted,
+            lambda batch: self._plan_batch(batch, known),
+            page_size=self.settings.page_size,
+            known=known.image_counts(),
+            parallel=min(self.settings.concurrency, seeding.PARALLEL_QUERIES),
+        )
+        if self.skipped:
+            log.info("plan.unchanged", data_sets=len(self.skipped))
+
+    async def _plan_batch(self, batch: seeding.Batch, known: stamps.Unchanged) -> None:
+        """Plan a chunk's changed data sets, record their items in one go, then write their
+        tile indexes and their stamped ``dataset.json``."""
+        changed: list[_Listing] = []
+        for record in batch.records:
+            data_set_id = int(record["id"])
+            rows = batch.images[data_set_id]
+            # The rows as the API sent them: an unchanged data set is neither checked nor
+            # sorted again (crawler/seeding.py), only fingerprinted.
+            fingerprint = stamps.fingerprint(record, rows)
+            same = known.unchanged(data_set_id, fingerprint) if self.skip_unchanged else None
+            self.report.data_sets += 1
+            if same is not None:  # counted as planned, none new: what planning it would report
+                if known.settled(data_set_id):
+                    self.settled.add(data_set_id)
+                else:
+                    self.listed[data_set_id] = seeding.listed_ids(rows)
+                self.skipped.add(data_set_id)
+                self.report.images += same.images
+                self.report.skipped_failed += same.failed_images
+                self.report.planned += same.items
+                self.report.estimated_bytes += same.estimate
+                continue
+            listing = _Listing(record, rows, fingerprint, self._choose, self.options)
+            self.listed[data_set_id] = {int(i["id"]) for i in listing.all_images}
+            self.report.images += len(listing.images)
+            self.report.skipped_failed += listing.failed
+            changed.append(listing)
+        if not changed:
+            return
+        counts: dict[int, tuple[int, int]] = {}  # data set -> (items, estimated bytes)
 
         def generate() -> Iterator[Item]:
-            for image in images:
-                yield from plan.plan_image(root, image, renderings, self.options)
-            yield from plan.plan_extras(record, self.options, context)
+            for listing in changed:
+                count = size = 0
+                for item in listing.items(self.options):
+                    count += 1
+                    size += item.estimate
+                    yield item
+                counts[listing.id] = (count, size)
 
         planned, added = await self._record(generate())
-        # After the items: a full-resolution image's index lists every tile (tens of MB), and
-        # the downloads need not wait for it.
-        with metadata_written(root):
-            await self._write_tile_indexes(root, images, renderings)
-        self.report.data_sets += 1
-        self.report.images += len(images)
-        log.info(
-            "plan.data_set", data_set_id=data_set_id, images=len(images), items=planned, new=added
-        )
+        unwritten: set[str] = set()  # roots whose tile indexes failed: not stamped, planned again
+        for listing in changed:
+            if listing.absent:
+                log.info("plan.kinds_not_applicable", data_set_id=listing.id, kinds=listing.absent)
+            log.info("plan.data_set", data_set_id=listing.id, images=len(listing.images),
+                     items=counts[listing.id][0])  # fmt: skip
+            # After the items: a full-resolution image's index lists every tile (tens of MB),
+            # and the downloads need not wait for it.
+            with metadata_written(listing.root, unwritten):
+                await self._write_tile_indexes(listing.root, listing.images, listing.renderings)
+        log.info("plan.batch", data_sets=len(changed), items=planned, new=added)
+        if self.writes:
+            await self._write_listings(changed, counts, known, unwritten)
+
+    async def _write_listings(
+        self,
+        changed: Sequence[_Listing],
+        counts: dict[int, tuple[int, int]],
+        known: stamps.Unchanged,
+        unwritten: set[str],
+    ) -> None:
+        """Each data set's ``dataset.json``, stamped unless its other metadata failed; files
+        that cannot be written are warnings, as in ``metadata_written``."""
+        files = [
+            (
+                f"{listing.root}/{stamps.FILE}",
+                listing.document()
+                if listing.root in unwritten
+                else known.stamp(
+                    listing.document(),
+                    listing.fingerprint,
+                    items=counts[listing.id][0],
+                    estimate=counts[listing.id][1],
+                    image_count=len(listing.rows),
+                    images=len(listing.images),
+                    failed_images=listing.failed,
+                ),
+            )
+            for listing in changed
+        ]
+        results = await self._store().put_many(files)
+        for (path, _), error in zip(files, results, strict=True):
+            if error is not None:
+                with metadata_written(path.split("/", 1)[0]):
+                    raise error
+
+    async def _count_items(self, known: stamps.Unchanged) -> None:
+        """Each data set's done items, and which have items still to fetch (pending or failed)
+        or removed ones: one grouped read of the tally index."""
+        assert self.manifest is not None
+        for (data_set_id, status), tally in (await self.manifest.tallies_by_data_set()).items():
+            if data_set_id is None:
+                continue
+            if status == Status.DONE.value:
+                known.done[data_set_id] = tally.items
+            elif status in (Status.PENDING.value, Status.FAILED.value):
+                known.open.add(data_set_id)
+            elif status == Status.REMOVED.value:
+                known.removed.add(data_set_id)
 
     async def _plan_atlas(self, target: AtlasTarget) -> None:
         for image in target.images:
@@ -269,15 +409,17 @@ class Planner:
 
 
 @contextmanager
-def metadata_written(root: str) -> Iterator[None]:
-    """A data set's metadata (dataset.json, tile indexes) that cannot be written is a warning:
-    its items are still planned and fail one by one with the same reason, while the rest of the
-    run goes on. A full disk still stops the run."""
+def metadata_written(root: str, failed: set[str] | None = None) -> Iterator[None]:
+    """A data set's metadata (dataset.json, tile indexes) that cannot be written is a warning
+    (and ``root`` joins ``failed``): its items are still planned and fail one by one with the
+    same reason, while the rest of the run goes on. A full disk still stops the run."""
     try:
         yield
     except DiskFullError:
         raise
     except StorageError as error:
+        if failed is not None:
+            failed.add(root)
         log.warning("plan.metadata_not_written", root=root, error=str(error))
 
 

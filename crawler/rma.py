@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from crawler import jsoncodec
 from crawler.errors import ContentError, QueryError
 
 QUERY_PATH = "/api/v2/data/query.json"
@@ -53,7 +54,7 @@ def parse_page(body: bytes, content_type: str, *, url: str) -> Page:
     if not body.strip():
         raise ContentError("empty JSON body", url=url)
     try:
-        envelope = json.loads(body)
+        envelope = jsoncodec.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ContentError(f"malformed JSON ({exc.__class__.__name__})", url=url) from exc
     if not isinstance(envelope, dict) or "success" not in envelope:

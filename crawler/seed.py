@@ -6,17 +6,14 @@ de-duplicated by id; ``total_rows`` is only compared, never trusted (it counts j
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
 
-from crawler import records, rma
+from crawler import jsoncodec, records, rma
 from crawler.errors import QueryError, UnknownDataSetError, UsageError
 from crawler.plan import atlas_root
-from crawler.selection import labels
 from crawler.store import Store
 
 log = structlog.get_logger("crawler.seed")
@@ -28,18 +25,6 @@ class PageSource(Protocol):
     """What seeding needs of the client: one RMA page per URL, retried."""
 
     async def get_page(self, url: str) -> rma.Page: ...
-
-
-@dataclass(frozen=True, slots=True)
-class DataSetSeed:
-    """A data set record (with its equalization) and its SectionImage records."""
-
-    record: dict[str, Any]
-    images: list[dict[str, Any]]
-
-    @property
-    def id(self) -> int:
-        return int(self.record["id"])
 
 
 async def enumerate_rows(
@@ -225,33 +210,20 @@ def image_records(
     return records.usable(rows, model, lambda row: records.check_image(row, data_set_id))
 
 
-_SORTED = json.JSONEncoder(sort_keys=True)
-
-
 def rows_document(head: dict[str, Any], key: str, rows: list[dict[str, Any]]) -> bytes:
-    """A JSON object whose ``key`` lists ``rows`` one per line: readable, and grep finds an id.
+    """A JSON object whose ``key`` lists ``rows`` one per line, keys sorted: readable, and
+    grep finds an id (``"id":N``).
 
     ``json.dumps(indent=...)`` would be as readable but runs the pure-Python encoder, about a
-    second of CPU per 5,000 images; each line here goes through the C encoder.
+    second of CPU per 5,000 images; each line here is encoded whole (``crawler/jsoncodec.py``).
     """
-    encode = _SORTED.encode  # one encoder for every row: json.dumps(sort_keys=True) makes one each
-    fields = [f"{json.dumps(name)}: {encode(value)}" for name, value in head.items()]
-    lines = ",\n".join(encode(row) for row in rows)
-    return ("{" + ", ".join(fields) + f", {json.dumps(key)}: [\n{lines}\n]}}\n").encode()
+    fields = [b"%s:%s" % (jsoncodec.dumps_sorted(name), jsoncodec.dumps_sorted(value))
+              for name, value in head.items()]  # fmt: skip
+    lines = b",\n".join(jsoncodec.dumps_sorted(row) for row in rows)
+    return b"{" + b",".join(fields) + b",%s:[\n%s\n]}\n" % (jsoncodec.dumps_sorted(key), lines)
 
 
 async def save_atlas_seed(store: Store, atlas_id: int, images: list[dict[str, Any]]) -> None:
     """``OUT/atlas_<atlas id>/atlas.json``: the AtlasImage records as the API gave them."""
     data = rows_document({"atlas_id": atlas_id}, "atlas_images", images)
     await store.put(f"{atlas_root(atlas_id)}/atlas.json", data)
-
-
-async def save_seed(store: Store, seed: DataSetSeed) -> None:
-    """``OUT/<data_set_id>/dataset.json``: what the API said, for people and later syncs."""
-    head = {
-        "data_set": seed.record,
-        "equalization": seed.record.get("equalization"),
-        "labels": labels(seed.record),
-    }
-    data = rows_document(head, "section_images", seed.images)
-    await store.put(f"{seed.id}/dataset.json", data)

@@ -90,8 +90,18 @@ class Store(Protocol):
         """Store a small file whole and at once (dataset.json, index.json, a report)."""
         ...
 
+    async def put_many(self, files: Sequence[tuple[str, bytes]]) -> list[StorageError | None]:
+        """Store several small files whole (a product's ``dataset.json`` files), made durable
+        together where the backend can; an error (or None) per file. A full disk raises."""
+        ...
+
     async def sizes(self, paths: Sequence[str]) -> list[int | None]:
         """The stored size of each path, None where there is no file: the resume check."""
+        ...
+
+    async def heads(self, paths: Sequence[str], size: int) -> list[bytes | None]:
+        """The first ``size`` bytes of each stored file, None where there is none (the stamps
+        at the head of ``dataset.json``, crawler/stamps.py)."""
         ...
 
     async def delete(self, paths: Sequence[str]) -> int:

@@ -28,6 +28,7 @@ from crawler.pipeline import (
     seed_targets,
 )
 from crawler.planner import Planner
+from crawler.reconcile import listing_changes
 from crawler.reports import recorded_run
 from crawler.selection import Selection
 from crawler.session import RunReport, owner_id, run_session
@@ -49,13 +50,10 @@ async def reconcile(
     """Items of images listed again go back to the queue; items of vanished images become
     removed (with ``prune``, their files are deleted). Returns (removed, pruned)."""
     removed = pruned = 0
-    for data_set_id, listed in listings.items():
-        if listed:
-            await manifest.reopen_listed(data_set_id, sorted(listed))
-        gone = [(i, path) for i, path, image in await manifest.listed_items(data_set_id)
-                if image not in listed]  # fmt: skip
-        if not gone:
-            continue
+    changes = listing_changes(await manifest.image_items(sorted(listings)), listings)
+    for data_set_id in sorted(changes.reopen):
+        await manifest.reopen_listed(data_set_id, sorted(listings[data_set_id]))
+    for data_set_id, gone in sorted(changes.gone.items()):
         if prune:
             pruned += await tools.store.delete([path for _, path in gone])
         await manifest.mark_removed([i for i, _ in gone], REMOVED_PRUNED if prune else REMOVED_KEPT)
@@ -84,19 +82,26 @@ async def run_sync(
         try:
             await manifest.reclaim(exclusive=settings.exclusive)
             async with run_tools(settings, manifest, stop, "sync", metrics) as tools:
+                # --recheck re-downloads every item of the selection: none may be skipped.
                 planner = Planner(
-                    settings, manifest, tools.client, report, run=run, store=tools.store
+                    settings,
+                    manifest,
+                    tools.client,
+                    report,
+                    run=run,
+                    store=tools.store,
+                    skip_unchanged=not recheck,
                 )
                 targets = await seed_targets(planner, selection, stop)
                 await prepare(planner, targets, tools, manifest, report)
                 if stop.requested:
                     return report
-                listed = planner.listed
                 report.removed, report.pruned = await reconcile(
-                    manifest, tools, listed, prune=prune
+                    manifest, tools, planner.listed, prune=prune
                 )
+                listed = sorted({*planner.listed, *planner.settled})  # every data set listed
                 if recheck:
-                    rechecking = await manifest.mark_for_recheck(sorted(listed), run)
+                    rechecking = await manifest.mark_for_recheck(listed, run)
                     log.info("sync.recheck", items=rechecking)
                 tools.progress.set_total(await items_to_fetch(manifest, report))
                 owner = owner_id()
@@ -113,7 +118,7 @@ async def run_sync(
             if recheck:
                 report.changed, report.unchanged = await manifest.count_changes()
             else:  # done now = kept as they were + downloaded by this run
-                report.unchanged = await manifest.count_done(sorted(listed)) - report.done
+                report.unchanged = await manifest.count_done(listed) - report.done
         finally:
             report.seconds = time.monotonic() - started
             report.interrupted_by = stop.signal

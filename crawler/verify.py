@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import anyio
 import structlog
@@ -34,24 +34,43 @@ from crawler.source import ListSource
 
 log = structlog.get_logger("crawler.verify")
 
-GROUP = 64  # files per thread hand-off
+# Files per thread hand-off. A hand-off costs a few wake-ups and GIL trades; with 64 files per
+# hop, 100,378 small files took 9 s against 0.7 s for sha256sum on two processes (issue 16).
+GROUP = 1024
+WHOLE = 1 << 20  # files up to this size are read in one call (no per-file read buffer)
+
+Row = tuple[int, str, int, str | None, str]  # id, path, size, sha256, kind
 
 
-def file_state(path: Path, size: int, sha256: str | None, *, decode: bool = False) -> str | None:
+def file_state(path: str, size: int, sha256: str | None, *, decode: bool = False) -> str | None:
     """None when the file matches (and, with ``decode``, decodes as an image); 'missing' or
-    'corrupt' otherwise (blocking)."""
+    'corrupt' otherwise (blocking).
+
+    Small files go through a plain descriptor and one read: a Python file object and
+    ``hashlib.file_digest``'s 256 kB buffer cost more than hashing a 1 kB image.
+    """
     try:
-        with path.open("rb") as handle:
-            if os.fstat(handle.fileno()).st_size != size:
-                return "corrupt"
-            digest = hashlib.file_digest(handle, "sha256").hexdigest()
-            if digest != sha256:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return "missing"
+    try:
+        if os.fstat(fd).st_size != size:
+            return "corrupt"
+        if size <= WHOLE and not decode:
+            data = os.read(fd, size)
+            while len(data) < size and (more := os.read(fd, size - len(data))):
+                data += more
+            return None if hashlib.sha256(data).hexdigest() == sha256 else "corrupt"
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            if hashlib.file_digest(handle, "sha256").hexdigest() != sha256:
                 return "corrupt"
             if decode:
                 handle.seek(0)
                 return None if decodes(handle) else "corrupt"
     except OSError:
         return "missing"
+    finally:
+        os.close(fd)
     return None
 
 
@@ -67,16 +86,14 @@ def decodes(handle: BinaryIO) -> bool:
     return True
 
 
-def _check_group(out: Path, rows: Sequence[dict[str, Any]], decode: bool) -> list[str | None]:
-    return [
-        file_state(
-            out / str(r["path"]),
-            int(r["size"] or 0),
-            r["sha256"],
-            decode=decode and body_rule(str(r["kind"])).image,
-        )
-        for r in rows
-    ]
+def _check_group(root: str, rows: Sequence[Row], decode: bool) -> list[tuple[int, str]]:
+    """(position, problem) of the bad files among ``rows``: the good ones cost no result."""
+    problems = []
+    for position, (_, path, size, sha256, kind) in enumerate(rows):
+        state = file_state(f"{root}/{path}", size, sha256, decode=decode and body_rule(kind).image)
+        if state is not None:
+            problems.append((position, state))
+    return problems
 
 
 async def find_problems(
@@ -93,37 +110,31 @@ async def find_problems(
     cores = os.cpu_count() or 1
     threads = anyio.CapacityLimiter(cores)
     in_flight = anyio.Semaphore(2 * cores)  # groups read from the manifest and not yet hashed
+    root = str(out)
 
-    async def check(rows: list[dict[str, Any]]) -> None:
+    async def check(rows: list[Row]) -> None:
         try:
-            states = await anyio.to_thread.run_sync(
-                _check_group, out, rows, decode, limiter=threads
+            found = await anyio.to_thread.run_sync(
+                _check_group, root, rows, decode, limiter=threads
             )
         finally:
             in_flight.release()
-        for row, state in zip(rows, states, strict=True):
-            report.verified += 1
-            progress.advance(1, int(row["size"] or 0))
-            if state is None:
-                continue
-            problems.append((int(row["id"]), state))
+        report.verified += len(rows)
+        progress.advance(len(rows), sum(row[2] for row in rows))
+        for position, state in found:
+            item_id, path = rows[position][0], rows[position][1]
+            problems.append((item_id, state))
             if state == "missing":
                 report.missing += 1
             else:
                 report.corrupt += 1
-            log.warning("verify.problem", path=row["path"], problem=state)
+            log.warning("verify.problem", path=path, problem=state)
 
-    rows: list[dict[str, Any]] = []
     async with anyio.create_task_group() as group:
-        async for row in manifest.rows(Status.DONE.value):
-            rows.append(row)
-            if len(rows) == GROUP:
+        async for chunk in manifest.done_digests():
+            for start in range(0, len(chunk), GROUP):
                 await in_flight.acquire()
-                group.start_soon(check, rows)
-                rows = []
-        if rows:
-            await in_flight.acquire()
-            group.start_soon(check, rows)
+                group.start_soon(check, chunk[start : start + GROUP])
     return sorted(problems)
 
 

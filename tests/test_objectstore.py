@@ -111,6 +111,18 @@ def test_mirror_into_a_bucket_then_resume_costs_no_download(
     [second] = [k for k in objects(s3, bucket) if k.endswith("-mirror.json") and k != report]
     counts = json.loads(body(s3, bucket, second))["counts"]
     assert counts["already_done"] == len(rows) and counts["downloaded"] == 0
+    # The stamp at the head of dataset.json, read back from the bucket (a ranged GET), let
+    # the second run skip the unchanged data set without planning or rewriting it.
+    stamp_head = body(s3, bucket, f"allen/{DATA_SET}/dataset.json")[:20]
+    assert stamp_head.startswith(b'{"fingerprint": "'), stamp_head
+    unchanged = [
+        event
+        for event in map(
+            json.loads, filter(lambda line: line.startswith("{"), again.err.split("\n"))
+        )
+        if event.get("event") == "plan.unchanged"
+    ]
+    assert unchanged and unchanged[0]["data_sets"] == 1
 
     # An object that went missing is fetched again on the next run, and only that one.
     s3.delete_object(Bucket=bucket, Key=f"allen/{rows[0][1]}")

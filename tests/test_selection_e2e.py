@@ -158,8 +158,9 @@ def test_dataset_json_keeps_what_users_filter_and_label_by(
     assert len(injection["structures"]) == 3
     ish = json.loads((out / "69782969" / "dataset.json").read_text())
     assert ish["labels"]["genes"] == ["Pdyn"] and ish["labels"]["plane_of_section"] == "sagittal"
-    # Through includes of the queries already sent: one SectionDataSet query, no per-set calls.
-    assert sim.counters.by_route.get("rma", 0) == 1 + 2
+    # Through includes of the queries already sent: one SectionDataSet query, no per-set calls,
+    # and one SectionImage query for both data sets' images.
+    assert sim.counters.by_route.get("rma", 0) == 1 + 1
 
 
 NO = "matched nothing: no"

@@ -69,14 +69,16 @@ def read_data_set(out: Path, data_set_id: int) -> MirroredDataSet:
 def find_image(out: Path, image_id: int) -> tuple[MirroredDataSet, Mapping[str, Any]]:
     """The data set holding a SectionImage, and its record, searched in every ``dataset.json``.
 
-    Rows are written one per line with sorted keys, so a byte search for ``"id": N`` skips
-    every file that cannot hold the image without parsing it.
+    Rows are written one per line with sorted keys, so a byte search for ``"id":N`` (compact,
+    as ``crawler/jsoncodec.py`` writes them) or ``"id": N`` (older mirrors) skips every file
+    that cannot hold the image without parsing it.
     """
     _check_mirror(out)
-    needle = f'"id": {int(image_id)}'.encode()
+    needles = (f'"id":{int(image_id)}'.encode(), f'"id": {int(image_id)}'.encode())
     for path in _data_set_files(out):
         try:
-            if needle not in path.read_bytes():
+            data = path.read_bytes()
+            if not any(needle in data for needle in needles):
                 continue
         except OSError as exc:
             raise UsageError(f"cannot read {path}: {exc.strerror}") from exc

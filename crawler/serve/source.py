@@ -69,6 +69,9 @@ class MirrorSource:
     def image(self, image_id: int) -> tuple[str, Record] | None:
         return self.catalogue.image(image_id)
 
+    def serialized(self) -> dict[tuple[object, Value], bytes]:
+        return self.catalogue.serialized
+
     def check_query(self, model: str, criteria: Mapping[str, tuple[Value, ...]]) -> None:
         field = _DATA_SET_FIELDS.get(model)
         if field is not None and field in criteria:

@@ -35,6 +35,8 @@ class Catalogue:
         self._indexes: dict[tuple[str, str], dict[Value, list[int]]] = {}
         self._reverse_links: dict[str, dict[int, list[int]]] = {}
         self._next_id = 900_000_000
+        # JSON of records as RMA answers serve them, by (query shape, id): see evaluate_json.
+        self.serialized: dict[tuple[object, Value], bytes] = {}
         # Server worker threads read while a test mutates: index builds and writes take the lock.
         self._lock = threading.RLock()
 
@@ -143,6 +145,7 @@ class Catalogue:
     def _invalidate(self) -> None:
         self._indexes = {}
         self._reverse_links = {}
+        self.serialized = {}
 
     # -- image helpers ---------------------------------------------------------------------
 

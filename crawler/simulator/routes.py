@@ -19,7 +19,7 @@ from yarl import URL
 from crawler.simulator import ccf_volumes, sync_services
 from crawler.simulator.catalogue import Catalogue
 from crawler.simulator.imaging import ParamError, image_kind
-from crawler.simulator.query import error_envelope, evaluate, named_ids
+from crawler.simulator.query import error_envelope, evaluate_json, named_ids
 from crawler.simulator.render import RenderCache
 from crawler.simulator.rma import RmaError, parse_legacy, parse_record, parse_stages
 from crawler.simulator.schema import Record
@@ -116,10 +116,10 @@ def _rma(
         if extension != "json":
             return _json(error_envelope(f"Format {extension!r} is not served"), 400)
         source.check_query(parsed.model, named_ids(parsed))
-        envelope = evaluate(source, parsed, overstate_total_rows=overstate_total_rows)
+        body = evaluate_json(source, parsed, overstate_total_rows=overstate_total_rows)
     except RmaError as exc:
         return _json(error_envelope(str(exc)), RMA_ERROR_STATUS)
-    return _json(envelope)
+    return Reply(200, JSON, body)
 
 
 def _image_reply(source: DataSource, model: str, image: Record, query: Mapping[str, str]) -> Reply:

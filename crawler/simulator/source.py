@@ -46,6 +46,11 @@ class Records(Protocol):
 
     def image(self, image_id: int) -> tuple[str, Record] | None: ...
 
+    def serialized(self) -> dict[tuple[object, Value], bytes]:
+        """The JSON of records as RMA answers serve them, by (query shape, id): a cache the
+        records' owner empties on any change (see `query.evaluate_json`)."""
+        ...
+
 
 class DataSource(Records, Protocol):
     """Records plus the bytes and numbers of the non-RMA services.

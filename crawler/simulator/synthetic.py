@@ -45,6 +45,9 @@ class SyntheticSource:
     def image(self, image_id: int) -> tuple[str, Record] | None:
         return self.catalogue.image(image_id)
 
+    def serialized(self) -> dict[tuple[object, Value], bytes]:
+        return self.catalogue.serialized
+
     def check_query(self, model: str, criteria: Mapping[str, tuple[Value, ...]]) -> None:
         return None  # the simulator holds everything it knows
 
