@@ -20,6 +20,7 @@ import base64
 import contextlib
 import functools
 import hashlib
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -55,6 +56,7 @@ FATAL_CODES = {
     "InvalidBucketName": "invalid bucket name",
     "PermanentRedirect": "the bucket is in another region (set AWS_REGION or region=...)",
 }
+CHECK_SECONDS = 10.0  # the bucket check before a run: a refused or silent endpoint ends here
 MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 
 
@@ -552,9 +554,18 @@ async def open_object_store(url: str, pairs: Sequence[str]) -> AsyncIterator[Obj
     try:
         store = ObjectStore(client, BucketUrl.parse(url), options)
         try:
-            await store.check()
+            # Fail fast where waiting cannot help: botocore would retry a refused or silent
+            # endpoint for most of a minute before the first byte of the run.
+            with anyio.fail_after(CHECK_SECONDS):
+                await store.check()
         except BucketError as exc:  # a bucket name, a key or an endpoint the user gave
             raise UsageError(str(exc)) from exc
+        except TimeoutError as exc:
+            where = options.endpoint_url or os.environ.get("AWS_ENDPOINT_URL") or "AWS"
+            raise UsageError(
+                f"{url}: no answer from {where} within {CHECK_SECONDS:g} s "
+                "(check AWS_ENDPOINT_URL or --storage-option endpoint_url=...)"
+            ) from exc
         yield store
     finally:
         with anyio.CancelScope(shield=True):

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -435,3 +436,29 @@ def test_other_object_urls_are_refused(out: str, capsys: pytest.CaptureFixture[s
     result = run_cli(capsys, "ls", "--out", out, "--manifest", "sqlite:///x.sqlite")
     assert result.code == 2
     assert out in one_line_error(result.err)
+
+
+@pytest.mark.parametrize("answers", [False, True], ids=["refused", "silent"])
+def test_an_endpoint_that_refuses_or_never_answers_fails_fast_in_one_line(
+    sim: ThreadedSimulator, tmp_path: Path, answers: bool
+) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        if answers:
+            listener.listen()  # accepts connections, never says a word
+        endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        if not answers:
+            listener.close()  # nothing listens there: connections are refused
+        env = {**CREDENTIALS, "AWS_ENDPOINT_URL": endpoint}
+        started = time.monotonic()
+        completed = subprocess.run(
+            [sys.executable, "-m", "crawler",
+             *mirror_args(sim, "s3://any/allen", tmp_path / "manifest.sqlite")],
+            capture_output=True, text=True, timeout=120, env={**os.environ, **env},
+        )  # fmt: skip
+        elapsed = time.monotonic() - started
+    assert completed.returncode == 2, completed.stderr
+    line = one_line_error(completed.stderr)
+    assert line.startswith("allen-mirror: error: "), line
+    assert elapsed < 25, f"took {elapsed:.1f} s to give up"
+    assert image_requests(sim) == 0
