@@ -26,8 +26,8 @@ from crawler.serve.records import Held
 from crawler.simulator.catalogue import Catalogue
 from crawler.simulator.ccf_volumes import ARCHIVE_PREFIX
 from crawler.simulator.imaging import plan_render
-from crawler.simulator.schema import Association, Record, Value
-from crawler.simulator.source import NotHeld
+from crawler.simulator.schema import Record, Value
+from crawler.simulator.source import CatalogueRecords, NotHeld
 from crawler.simulator.sync_services import STRUCTURE_GRAPH, ServiceError
 
 # Fields of a top-level $eq/$in filter that name whole data sets: a mirror that lacks one of
@@ -41,7 +41,7 @@ _DATA_SET_FIELDS = {
 
 
 @dataclass
-class MirrorSource:
+class MirrorSource(CatalogueRecords):
     """Records loaded from OUT's JSON files, and the manifest's done files by meaning."""
 
     out: Path
@@ -51,26 +51,8 @@ class MirrorSource:
 
     # -- records -------------------------------------------------------------------------
 
-    def get(self, model: str, record_id: int) -> Record | None:
-        return self.catalogue.get(model, record_id)
-
-    def records(self, model: str) -> list[Record]:
-        return self.catalogue.records(model)
-
-    def lookup(self, model: str, field: str, value: Value) -> list[Record]:
-        return self.catalogue.lookup(model, field, value)
-
-    def related(self, association: Association, record: Record) -> list[Record]:
-        return self.catalogue.related(association, record)
-
     def join_rows(self, model: str, record: Record) -> int:
-        return 1
-
-    def image(self, image_id: int) -> tuple[str, Record] | None:
-        return self.catalogue.image(image_id)
-
-    def serialized(self) -> dict[tuple[object, Value], bytes]:
-        return self.catalogue.serialized
+        return 1  # a mirror's records are what it holds: no joined rows to overstate
 
     def check_query(self, model: str, criteria: Mapping[str, tuple[Value, ...]]) -> None:
         field = _DATA_SET_FIELDS.get(model)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Protocol
 
+from crawler.simulator.catalogue import Catalogue
 from crawler.simulator.schema import Association, Record, Value
 
 
@@ -50,6 +51,34 @@ class Records(Protocol):
         """The JSON of records as RMA answers serve them, by (query shape, id): a cache the
         records' owner empties on any change (see `query.evaluate_json`)."""
         ...
+
+
+class CatalogueRecords:
+    """`Records` read from a `Catalogue`: what the simulator's source and a served mirror share
+    (both keep their records in one)."""
+
+    catalogue: Catalogue
+
+    def get(self, model: str, record_id: int) -> Record | None:
+        return self.catalogue.get(model, record_id)
+
+    def records(self, model: str) -> list[Record]:
+        return self.catalogue.records(model)
+
+    def lookup(self, model: str, field: str, value: Value) -> list[Record]:
+        return self.catalogue.lookup(model, field, value)
+
+    def related(self, association: Association, record: Record) -> list[Record]:
+        return self.catalogue.related(association, record)
+
+    def join_rows(self, model: str, record: Record) -> int:
+        return self.catalogue.join_rows(model, record)
+
+    def image(self, image_id: int) -> tuple[str, Record] | None:
+        return self.catalogue.image(image_id)
+
+    def serialized(self) -> dict[tuple[object, Value], bytes]:
+        return self.catalogue.serialized
 
 
 class DataSource(Records, Protocol):

@@ -15,10 +15,11 @@ from crawler.simulator.catalogue import Catalogue
 from crawler.simulator.grids import expression_volumes, expression_zip, projection_nrrd
 from crawler.simulator.imaging import plan_render
 from crawler.simulator.render import RenderCache, render_jpeg
-from crawler.simulator.schema import Association, Record, Value
+from crawler.simulator.schema import Record, Value
+from crawler.simulator.source import CatalogueRecords
 
 
-class SyntheticSource:
+class SyntheticSource(CatalogueRecords):
     """A `DataSource` over a catalogue; `cache` (optional) keeps rendered JPEGs."""
 
     def __init__(self, catalogue: Catalogue, cache: RenderCache | None = None) -> None:
@@ -26,27 +27,6 @@ class SyntheticSource:
         self.cache = cache
 
     # -- records -------------------------------------------------------------------------
-
-    def get(self, model: str, record_id: int) -> Record | None:
-        return self.catalogue.get(model, record_id)
-
-    def records(self, model: str) -> list[Record]:
-        return self.catalogue.records(model)
-
-    def lookup(self, model: str, field: str, value: Value) -> list[Record]:
-        return self.catalogue.lookup(model, field, value)
-
-    def related(self, association: Association, record: Record) -> list[Record]:
-        return self.catalogue.related(association, record)
-
-    def join_rows(self, model: str, record: Record) -> int:
-        return self.catalogue.join_rows(model, record)
-
-    def image(self, image_id: int) -> tuple[str, Record] | None:
-        return self.catalogue.image(image_id)
-
-    def serialized(self) -> dict[tuple[object, Value], bytes]:
-        return self.catalogue.serialized
 
     def check_query(self, model: str, criteria: Mapping[str, tuple[Value, ...]]) -> None:
         return None  # the simulator holds everything it knows
