@@ -163,13 +163,16 @@ def live_rate(recent: Tally, oldest: datetime | None, now: datetime) -> dict[str
     }
 
 
-def write_status(document: dict[str, Any], stream: TextIO, size: Callable[[int], str]) -> None:
-    """The human view of ``status``: sizes through ``size`` (e.g. 3.7 MB), times in UTC."""
+def write_status(
+    document: dict[str, Any], stream: TextIO, size: Callable[[int], str], *, where: str = "on disk"
+) -> None:
+    """The human view of ``status``: sizes through ``size`` (e.g. 3.7 MB), times in UTC;
+    ``where`` the done files are ("on disk", "in s3://bucket/prefix")."""
     counts = document["counts"]
     stream.write(
         f"{document['items']} items: "
         + ", ".join(f"{counts[s.value]} {s.value}" for s in Status)
-        + f"; {size(document['bytes'])} on disk\n"
+        + f"; {size(document['bytes'])} {where}\n"
     )
     recent = document["recent"]
     if recent["items"]:

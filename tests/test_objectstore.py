@@ -104,6 +104,9 @@ def test_mirror_into_a_bucket_then_resume_costs_no_download(
     assert not any(k.endswith(".part") for k in keys)
     assert not (tmp_path / "mirror").exists(), "nothing was written to a local OUT"
     assert (tmp_path / "state" / "manifest.sqlite.lock").exists(), "the lock sits by the manifest"
+    shown = run_cli(capsys, "status", "--out", url, "--manifest", f"sqlite:///{database}")
+    assert shown.code == 0, shown.err
+    assert f"{len(rows)} done" in shown.out and f" in {url}\n" in shown.out, shown.out
 
     sim.counters.reset()
     again = run_cli(capsys, *mirror_args(sim, url, database, *SMALL_PARTS))

@@ -192,4 +192,5 @@ def status_command(
     if json_output:
         click.echo(json.dumps(document, indent=1))
     else:
-        write_status(document, sys.stdout, human_bytes)
+        where = f"in {settings.bucket_url}" if settings.bucket_url else "on disk"
+        write_status(document, sys.stdout, human_bytes, where=where)
