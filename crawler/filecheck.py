@@ -8,9 +8,12 @@ heavier than hashlib (Pillow only for ``--decode``).
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import Sequence
+from multiprocessing.process import BaseProcess
 from typing import BinaryIO
 
 WHOLE = 1 << 20  # files up to this size are read in one call (no per-file read buffer)
@@ -78,7 +81,17 @@ def check_files(
     return problems
 
 
-def ignore_interrupts() -> None:
-    """A worker process's start: Ctrl-C reaches the whole process group, and the parent alone
-    answers it (it cancels the run and prints one line); a worker finishes its group quietly."""
+def start_worker() -> None:
+    """A worker process's start. Ctrl-C reaches the whole process group and the parent alone
+    answers it (it cancels the run and prints one line), so a worker finishes its group
+    quietly. A worker whose parent is killed (kill -9) leaves too: it would wait forever on a
+    queue nobody writes to."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_leave_with, args=(parent,), daemon=True).start()
+
+
+def _leave_with(parent: BaseProcess) -> None:
+    parent.join()  # returns when the parent process is gone
+    os._exit(1)

@@ -24,7 +24,7 @@ import structlog
 from anyio.streams.memory import MemoryObjectSendStream
 
 from crawler.config import Settings
-from crawler.filecheck import Row, check_files, ignore_interrupts
+from crawler.filecheck import Row, check_files, start_worker
 from crawler.listing import open_existing, read_only
 from crawler.manifest import Manifest, Status
 from crawler.manifest.repository import Tally
@@ -60,12 +60,12 @@ def decoded_kinds(rows: list[Row], decode: bool) -> frozenset[str]:
 
 @contextmanager
 def hashing_pool(processes: int) -> Iterator[ProcessPoolExecutor | None]:
-    """``processes`` worker processes that ignore Ctrl-C (the parent answers it), or None to
-    hash on threads."""
+    """``processes`` worker processes (``start_worker``: Ctrl-C is the parent's to answer), or
+    None to hash on threads."""
     if processes <= 0:
         yield None
         return
-    with ProcessPoolExecutor(processes, mp_context=START, initializer=ignore_interrupts) as pool:
+    with ProcessPoolExecutor(processes, mp_context=START, initializer=start_worker) as pool:
         yield pool
 
 

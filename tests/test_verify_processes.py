@@ -62,13 +62,10 @@ def test_verify_flags_the_same_files_on_processes_as_on_threads(
     assert "1 missing, 3 corrupt" in decoded.out, decoded.err  # whole images decode
 
 
-def test_ctrl_c_during_hashing_on_processes_is_one_line_and_exit_130(
-    sim: ThreadedSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A FIFO in place of a file holds one worker in ``open`` until the test writes to it: the
-    interrupt lands while files are being hashed, whatever the machine's speed."""
-    out = tmp_path / "m"
-    assert mirror_data_set(capsys, sim, out, *FAST).code == 0
+def held_verify(out: Path) -> tuple[subprocess.Popen[str], int]:
+    """``verify`` on worker processes in its own process group, with one worker held in
+    ``open`` by a FIFO in place of a file until the test writes to it: whatever the machine's
+    speed, what the test does next lands while files are being hashed. The FIFO's writer end."""
     connection = sqlite3.connect(out / "manifest.sqlite")
     (path,) = connection.execute("select path from items order by id limit 1").fetchone()
     connection.close()
@@ -80,15 +77,38 @@ def test_ctrl_c_during_hashing_on_processes_is_one_line_and_exit_130(
     child = subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
+    deadline = time.monotonic() + 60
+    while True:  # a writer can open the FIFO once a worker opened it for reading
+        try:
+            return child, os.open(held, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            if child.poll() is not None or time.monotonic() > deadline:
+                os.killpg(child.pid, signal.SIGKILL)
+                raise AssertionError(f"no worker opened the file: {child.communicate()}") from None
+            time.sleep(0.02)
+
+
+def group_ends(group: int) -> None:
+    """Every process of ``group`` (the workers, their fork server) is gone within 10 s."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        if time.monotonic() > deadline:
+            os.killpg(group, signal.SIGKILL)
+            raise AssertionError("a worker process outlived the command")
+        time.sleep(0.05)
+
+
+def test_ctrl_c_during_hashing_on_processes_is_one_line_and_exit_130(
+    sim: ThreadedSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "m"
+    assert mirror_data_set(capsys, sim, out, *FAST).code == 0
+    child, writer = held_verify(out)
     try:
-        deadline = time.monotonic() + 60
-        while True:  # a writer can open the FIFO once a worker opened it for reading
-            try:
-                writer = os.open(held, os.O_WRONLY | os.O_NONBLOCK)
-                break
-            except OSError:
-                assert child.poll() is None and time.monotonic() < deadline, child.stderr
-                time.sleep(0.02)
         os.killpg(child.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches every process
         time.sleep(0.2)
         os.close(writer)  # the held worker reads an empty file and finishes its group
@@ -100,11 +120,20 @@ def test_ctrl_c_during_hashing_on_processes_is_one_line_and_exit_130(
     assert child.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert err.strip().splitlines()[-1] == "allen-mirror: interrupted"
-    deadline = time.monotonic() + 10
-    while True:  # the workers and their fork server leave with the command
-        try:
-            os.killpg(child.pid, 0)
-        except ProcessLookupError:
-            break
-        assert time.monotonic() < deadline, "a worker process outlived the command"
-        time.sleep(0.05)
+    group_ends(child.pid)
+
+
+def test_workers_leave_when_verify_is_killed(
+    sim: ThreadedSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """kill -9 of the command: its workers would otherwise wait forever for groups."""
+    out = tmp_path / "m"
+    assert mirror_data_set(capsys, sim, out, *FAST).code == 0
+    child, writer = held_verify(out)
+    os.kill(child.pid, signal.SIGKILL)  # the command alone, as the OOM killer would
+    child.wait(timeout=60)
+    try:
+        group_ends(child.pid)
+    finally:
+        os.close(writer)
+        child.communicate(timeout=60)  # the pipes close once every process is gone
