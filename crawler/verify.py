@@ -2,11 +2,11 @@
 
 Files are hashed in groups, one hand-off per group, on as many worker processes as cores for a
 large mirror (threads for a small one), while the manifest is read in chunks, so memory stays
-flat and the disk sets the pace. Bad items stay
-done but are flagged (the manifest's ``problem`` column), so a later ``mirror`` or ``sync``
-fetches them again; ``--repair`` does it now, through the same stages as ``mirror``, recording
-each repair as it lands. ``--decode`` also decodes every image fully (Pillow): the download
-checks walk a JPEG's structure but cannot prove its entropy-coded data decodes.
+flat and the disk sets the pace. Bad items stay done but are flagged (the manifest's
+``problem`` column), so a later ``mirror`` or ``sync`` fetches them again; ``--repair`` does it
+now, through the same stages as ``mirror``, recording each repair as it lands. ``--decode``
+also decodes every image fully (Pillow): the download checks walk a JPEG's structure but
+cannot prove its entropy-coded data decodes.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from crawler.manifest import Manifest, Status
 from crawler.manifest.repository import Tally
 from crawler.progress import RunProgress
 from crawler.reports import recorded_run
-from crawler.session import RunReport, run_session
+from crawler.session import RunReport, owner_id, run_session
 from crawler.signals import Stop
 
 log = structlog.get_logger("crawler.verify")
@@ -184,7 +184,6 @@ async def run_verify(
         await manifest.flag_problems(problems)
         if repair_files and problems:
             from crawler.pipeline import fetch_pending, run_tools  # only a repair fetches
-            from crawler.session import owner_id
             from crawler.source import ListSource
 
             ids = [item_id for item_id, _ in problems]
