@@ -15,12 +15,12 @@ import anyio
 import structlog
 
 from crawler.config import Settings
+from crawler.filecheck import decodes
 from crawler.kinds import body_rule
 from crawler.manifest import Manifest, Status
 from crawler.objectstore import ObjectStore, open_object_store
 from crawler.progress import RunProgress
 from crawler.session import RunReport
-from crawler.verify import decodes
 
 log = structlog.get_logger("crawler.verify")
 

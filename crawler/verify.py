@@ -1,99 +1,72 @@
 """Verify: re-hash every done file against the manifest; ``--repair`` fetches the bad ones again.
 
-Files are hashed in groups, one thread hand-off per group and as many threads as cores, while
-the manifest is read in chunks, so memory stays flat and the disk sets the pace. Bad items stay
-done but are flagged (the manifest's ``problem`` column), so a later ``mirror`` or ``sync``
-fetches them again; ``--repair`` does it now, through the same stages as ``mirror``, recording
-each repair as it lands. ``--decode`` also decodes every image fully (Pillow): the download
-checks walk a JPEG's structure but cannot prove its entropy-coded data decodes.
+Files are hashed in groups, one hand-off per group, on as many worker processes as cores for a
+large mirror (threads for a small one), while the manifest is read in chunks, so memory stays
+flat and the disk sets the pace. Bad items stay done but are flagged (the manifest's
+``problem`` column), so a later ``mirror`` or ``sync`` fetches them again; ``--repair`` does it
+now, through the same stages as ``mirror``, recording each repair as it lands. ``--decode``
+also decodes every image fully (Pillow): the download checks walk a JPEG's structure but
+cannot prove its entropy-coded data decodes.
 """
 
 from __future__ import annotations
 
-import hashlib
+import multiprocessing
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
 
 import anyio
 import structlog
+from anyio.streams.memory import MemoryObjectSendStream
 
 from crawler.config import Settings
-from crawler.kinds import body_rule
+from crawler.filecheck import Row, check_files, start_worker
 from crawler.listing import open_existing, read_only
 from crawler.manifest import Manifest, Status
 from crawler.manifest.repository import Tally
-from crawler.pipeline import fetch_pending, run_tools
 from crawler.progress import RunProgress
 from crawler.reports import recorded_run
 from crawler.session import RunReport, owner_id, run_session
 from crawler.signals import Stop
-from crawler.source import ListSource
 
 log = structlog.get_logger("crawler.verify")
 
-# Files per thread hand-off. A hand-off costs a few wake-ups and GIL trades; with 64 files per
-# hop, 100,378 small files took 9 s against 0.7 s for sha256sum on two processes (issue 16).
+# Files per hand-off to a hashing thread or process. A hand-off costs a few wake-ups and GIL
+# trades (or a pickle); with 64 files per hop, 100,378 small files took 9 s against 0.7 s for
+# sha256sum on two processes (issue 16).
 GROUP = 1024
-WHOLE = 1 << 20  # files up to this size are read in one call (no per-file read buffer)
-
-Row = tuple[int, str, int, str | None, str]  # id, path, size, sha256, kind
-
-
-def file_state(path: str, size: int, sha256: str | None, *, decode: bool = False) -> str | None:
-    """None when the file matches (and, with ``decode``, decodes as an image); 'missing' or
-    'corrupt' otherwise (blocking).
-
-    Small files go through a plain descriptor and one read: a Python file object and
-    ``hashlib.file_digest``'s 256 kB buffer cost more than hashing a 1 kB image.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return "missing"
-    try:
-        if os.fstat(fd).st_size != size:
-            return "corrupt"
-        if size <= WHOLE and not decode:
-            data = os.read(fd, size)
-            while len(data) < size and (more := os.read(fd, size - len(data))):
-                data += more
-            return None if hashlib.sha256(data).hexdigest() == sha256 else "corrupt"
-        with os.fdopen(os.dup(fd), "rb") as handle:
-            if hashlib.file_digest(handle, "sha256").hexdigest() != sha256:
-                return "corrupt"
-            if decode:
-                handle.seek(0)
-                return None if decodes(handle) else "corrupt"
-    except OSError:
-        return "missing"
-    finally:
-        os.close(fd)
-    return None
+# Done files from which hashing moves to worker processes: a 1 kB file hashes with the GIL
+# held, so threads take turns; below this, starting the processes (~0.1 s) costs more.
+PROCESSES_FROM = 20_000
+# One fresh interpreter forks the workers (spawn where there is no fork): nothing is forked
+# from this multi-threaded process, and a worker imports crawler.filecheck alone.
+START = multiprocessing.get_context(
+    "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+)
 
 
-def decodes(handle: BinaryIO) -> bool:
-    """Whether the image decodes completely (every pixel, not just the header)."""
-    from PIL import Image, UnidentifiedImageError  # only --decode pays for Pillow
+def decoded_kinds(rows: list[Row], decode: bool) -> frozenset[str]:
+    """The kinds among ``rows`` whose files ``--decode`` decodes: the images (none without it)."""
+    if not decode:
+        return frozenset()
+    from crawler.kinds import body_rule  # the kinds' rules import the client (aiohttp)
 
-    try:
-        with Image.open(handle) as image:
-            image.load()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        return False
-    return True
+    return frozenset(kind for kind in {row[4] for row in rows} if body_rule(kind).image)
 
 
-def _check_group(root: str, rows: Sequence[Row], decode: bool) -> list[tuple[int, str]]:
-    """(position, problem) of the bad files among ``rows``: the good ones cost no result."""
-    problems = []
-    for position, (_, path, size, sha256, kind) in enumerate(rows):
-        state = file_state(f"{root}/{path}", size, sha256, decode=decode and body_rule(kind).image)
-        if state is not None:
-            problems.append((position, state))
-    return problems
+@contextmanager
+def hashing_pool(processes: int) -> Iterator[ProcessPoolExecutor | None]:
+    """``processes`` worker processes (``start_worker``: Ctrl-C is the parent's to answer), or
+    None to hash on threads."""
+    if processes <= 0:
+        yield None
+        return
+    with ProcessPoolExecutor(processes, mp_context=START, initializer=start_worker) as pool:
+        yield pool
 
 
 async def find_problems(
@@ -103,38 +76,53 @@ async def find_problems(
     progress: RunProgress,
     *,
     decode: bool = False,
+    processes: bool = False,
 ) -> list[tuple[int, str]]:
-    """Hash (and with ``decode``, decode) every done file; count verified, missing and
-    corrupt; (id, problem) of bad ones."""
+    """Hash (and with ``decode``, decode) every done file, on ``cores`` worker processes when
+    ``processes`` else on as many threads; count verified, missing and corrupt; (id, problem)
+    of bad ones. The manifest is read while the files of its first rows are hashed."""
     problems: list[tuple[int, str]] = []
     cores = os.cpu_count() or 1
-    threads = anyio.CapacityLimiter(cores)
+    threads = anyio.CapacityLimiter(cores)  # with processes, each waits for one group
     in_flight = anyio.Semaphore(2 * cores)  # groups read from the manifest and not yet hashed
     root = str(out)
 
-    async def check(rows: list[Row]) -> None:
-        try:
-            found = await anyio.to_thread.run_sync(
-                _check_group, root, rows, decode, limiter=threads
-            )
-        finally:
-            in_flight.release()
-        report.verified += len(rows)
-        progress.advance(len(rows), sum(row[2] for row in rows))
-        for position, state in found:
-            item_id, path = rows[position][0], rows[position][1]
-            problems.append((item_id, state))
-            if state == "missing":
-                report.missing += 1
-            else:
-                report.corrupt += 1
-            log.warning("verify.problem", path=path, problem=state)
+    with hashing_pool(cores if processes else 0) as pool:
 
-    async with anyio.create_task_group() as group:
-        async for chunk in manifest.done_digests():
-            for start in range(0, len(chunk), GROUP):
-                await in_flight.acquire()
-                group.start_soon(check, chunk[start : start + GROUP])
+        def hash_group(rows: list[Row]) -> list[tuple[int, str]]:
+            decoded = decoded_kinds(rows, decode)
+            if pool is None:
+                return check_files(root, rows, decoded)
+            return pool.submit(check_files, root, rows, decoded).result()
+
+        async def check(rows: list[Row]) -> None:
+            try:
+                found = await anyio.to_thread.run_sync(hash_group, rows, limiter=threads)
+            finally:
+                in_flight.release()
+            report.verified += len(rows)
+            progress.advance(len(rows), sum(row[2] for row in rows))
+            for position, state in found:
+                item_id, path = rows[position][0], rows[position][1]
+                problems.append((item_id, state))
+                if state == "missing":
+                    report.missing += 1
+                else:
+                    report.corrupt += 1
+                log.warning("verify.problem", path=path, problem=state)
+
+        async def read(send: MemoryObjectSendStream[list[Row]]) -> None:
+            async with send:
+                async for chunk in manifest.done_digests():
+                    await send.send(chunk)
+
+        chunks, received = anyio.create_memory_object_stream[list[Row]](1)
+        async with anyio.create_task_group() as group, received:
+            group.start_soon(read, chunks)  # the next chunk is read while this one is hashed
+            async for chunk in received:
+                for start in range(0, len(chunk), GROUP):
+                    await in_flight.acquire()
+                    group.start_soon(check, chunk[start : start + GROUP])
     return sorted(problems)
 
 
@@ -144,12 +132,20 @@ async def check_done_files(
     """Every done file checked, with a progress bar."""
     with RunProgress(settings.progress, "verify") as progress:
         tallies = await manifest.tallies()
-        progress.set_total(tallies.get(Status.DONE.value, Tally()).items)
+        files = tallies.get(Status.DONE.value, Tally()).items
+        progress.set_total(files)
         if settings.bucket_url:
             from crawler.objectverify import find_object_problems
 
             return await find_object_problems(manifest, settings, report, progress, decode=decode)
-        return await find_problems(manifest, settings.out, report, progress, decode=decode)
+        return await find_problems(
+            manifest,
+            settings.out,
+            report,
+            progress,
+            decode=decode,
+            processes=files >= PROCESSES_FROM,
+        )
 
 
 async def verify_read_only(settings: Settings, *, decode: bool) -> RunReport:
@@ -187,6 +183,9 @@ async def run_verify(
         problems = await check_done_files(manifest, settings, report, decode=decode)
         await manifest.flag_problems(problems)
         if repair_files and problems:
+            from crawler.pipeline import fetch_pending, run_tools  # only a repair fetches
+            from crawler.source import ListSource
+
             ids = [item_id for item_id, _ in problems]
             await manifest.mark_pending(ids, "file missing or corrupt on disk (verify --repair)")
             async with run_tools(settings, manifest, stop, "repair") as tools:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from crawler import verify
 from crawler.simulator import ThreadedSimulator
 from crawler.validate import JpegWalker
 from tests.conftest import FAST, mirror_data_set, run_cli
@@ -108,9 +109,15 @@ def test_verify_on_a_full_disk_says_where_in_one_line(
     assert str(small_mount) in line and ("disk full" in line or "No space" in line), line
 
 
+@pytest.mark.parametrize("processes_from", [0, verify.PROCESSES_FROM], ids=["processes", "threads"])
 def test_verify_decode_finds_an_image_that_only_looks_whole(
-    sim: ThreadedSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    sim: ThreadedSimulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    processes_from: int,
 ) -> None:
+    monkeypatch.setattr(verify, "PROCESSES_FROM", processes_from)
     out = tmp_path / "m"
     assert mirror_data_set(capsys, sim, out, *FAST).code == 0
     database = out / "manifest.sqlite"

@@ -18,6 +18,9 @@ from crawler.retry import utcnow
 T = TypeVar("T")
 
 _DONE_FILES = "SELECT id, path, size FROM items WHERE status = ? AND id > ? ORDER BY id LIMIT ?"
+_DONE_DIGESTS = (
+    "SELECT id, path, size, sha256, kind FROM items WHERE status = ? AND id > ? ORDER BY id LIMIT ?"
+)
 
 
 class Upkeep(ManifestBase):
@@ -61,19 +64,24 @@ class Upkeep(ManifestBase):
     async def done_digests(
         self, chunk: int = 20000
     ) -> AsyncIterator[list[tuple[int, str, int, str | None, str]]]:
-        """(id, path, size, sha256, kind) of done items in id order, a chunk at a time."""
+        """(id, path, size, sha256, kind) of done items in id order, a chunk at a time.
+
+        Driver SQL and rows, as ``done_files``: through SQLAlchemy's select, reading 100,000
+        rows took twice as long as hashing their 1 kB files on two processes (``verify``).
+        """
+        sql = self._driver_sql(_DONE_DIGESTS)
         last = 0
         while True:
-            rows = await self.read(
-                select(items.c.id, items.c.path, items.c.size, items.c.sha256, items.c.kind)
-                .where(items.c.status == Status.DONE.value, items.c.id > last)
-                .order_by(items.c.id)
-                .limit(chunk)
-            )
+
+            async def work(connection: AsyncConnection, after: int = last) -> list[Any]:
+                result = await connection.exec_driver_sql(sql, (Status.DONE.value, after, chunk))
+                return list(result.all())
+
+            rows = await self._run(work, write=False)
             if not rows:
                 return
             last = rows[-1][0]
-            yield [(int(r[0]), str(r[1]), int(r[2] or 0), r[3], str(r[4])) for r in rows]
+            yield [(r[0], r[1], r[2] or 0, r[3], r[4]) for r in rows]
 
     async def mark_pending(self, ids: Sequence[int], reason: str) -> None:
         """Send items back to the queue (their file is gone or wrong)."""
