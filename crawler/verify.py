@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import structlog
 from anyio.streams.memory import MemoryObjectSendStream
 
 from crawler.config import Settings
+from crawler.errors import AllenMirrorError
 from crawler.filecheck import Row, check_files, start_worker
 from crawler.listing import open_existing, read_only
 from crawler.manifest import Manifest, Status
@@ -93,7 +95,12 @@ async def find_problems(
             decoded = decoded_kinds(rows, decode)
             if pool is None:
                 return check_files(root, rows, decoded)
-            return pool.submit(check_files, root, rows, decoded).result()
+            try:
+                return pool.submit(check_files, root, rows, decoded).result()
+            except BrokenProcessPool as exc:  # a worker was killed (out of memory, a signal)
+                raise AllenMirrorError(
+                    "a hashing worker process died; nothing was flagged, run verify again"
+                ) from exc
 
         async def check(rows: list[Row]) -> None:
             try:

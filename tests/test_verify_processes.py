@@ -137,3 +137,44 @@ def test_workers_leave_when_verify_is_killed(
     finally:
         os.close(writer)
         child.communicate(timeout=60)  # the pipes close once every process is gone
+
+
+def workers_of(command: int) -> list[int]:
+    """The worker processes of a verify: in its process group, children of its fork server."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent, group = int(fields[1]), int(fields[2])
+        if group == command and parent != command and int(entry.name) != command:
+            found.append(int(entry.name))
+    return found
+
+
+def test_a_worker_that_dies_ends_verify_in_one_line(
+    sim: ThreadedSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A worker killed under it (the OOM killer): exit 1, one line, nothing flagged."""
+    out = tmp_path / "m"
+    assert mirror_data_set(capsys, sim, out, *FAST).code == 0
+    child, writer = held_verify(out)
+    try:
+        workers = workers_of(child.pid)
+        assert workers, "no worker process found"
+        for worker in workers:
+            os.kill(worker, signal.SIGKILL)
+        _, err = child.communicate(timeout=60)
+    finally:
+        os.close(writer)
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    assert child.returncode == 1, err
+    assert "Traceback" not in err, err
+    assert "a hashing worker process died" in err.strip().splitlines()[-1]
+    assert flagged(out) == {}
+    group_ends(child.pid)
