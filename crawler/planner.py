@@ -134,6 +134,7 @@ class Planner:
         self.skip_unchanged = skip_unchanged and self.writes
         self.skipped: set[int] = set()
         self.settled: set[int] = set()
+        self.undecoded = 0  # data sets skipped without decoding their pages (seenpages)
 
     async def records(self, selection: Selection) -> list[Target]:
         """Every selected data set record and atlas, enumerated before anything is fetched,
@@ -271,7 +272,7 @@ class Planner:
             with metadata_written(seenpages.FILE):
                 await seenpages.save(self._store(), seen)
         if self.skipped:
-            log.info("plan.unchanged", data_sets=len(self.skipped))
+            log.info("plan.unchanged", data_sets=len(self.skipped), undecoded=self.undecoded)
 
     async def _plan_batch(
         self,
@@ -295,6 +296,7 @@ class Planner:
             else:
                 fingerprint = stamps.fingerprint(record, rows)
             fingerprints[data_set_id] = fingerprint
+            self.undecoded += batch.same is not None
             same = known.unchanged(data_set_id, fingerprint) if self.skip_unchanged else None
             self.report.data_sets += 1
             if same is not None:  # counted as planned, none new: what planning it would report

@@ -219,6 +219,8 @@ def chunks(
             page_rows=page_size,
             room=room,
         )
+        if seen is not None:  # stop where a remembered query starts: it may be recognised
+            end = next((k for k in range(start + 1, end) if seen.chunk_at(ids, k)), end)
         return Chunk(list(records[start:end])), end
 
     return at
