@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from crawler import plan, seed, seeding, stamps
+from crawler import plan, seed, seeding, seenpages, stamps
 from crawler.ccf import plan_ccf
 from crawler.client import ApiClient
 from crawler.config import Settings
@@ -134,6 +134,7 @@ class Planner:
         self.skip_unchanged = skip_unchanged and self.writes
         self.skipped: set[int] = set()
         self.settled: set[int] = set()
+        self.undecoded = 0  # data sets skipped without decoding their pages (seenpages)
 
     async def records(self, selection: Selection) -> list[Target]:
         """Every selected data set record and atlas, enumerated before anything is fetched,
@@ -238,33 +239,64 @@ class Planner:
         known = stamps.Unchanged(
             stamps.plan_key(self.options, self.sections, self.settings.include_failed)
         )
+        seen: seenpages.SeenPages | None = None
         if self.writes and wanted:
             ids = [int(r["id"]) for r in wanted]
             known.stamps = await stamps.read_stamps(self._store(), ids)
             if known.stamps and self.skip_unchanged:
                 await self._count_items(known)
+            seen = await seenpages.load(self._store())
+
+        def eligible(data_set_id: int, fingerprint: str) -> bool:
+            """Skippable undecoded: unchanged with this fingerprint, nothing to reconcile."""
+            return (
+                self.skip_unchanged
+                and known.would_skip(data_set_id, fingerprint)
+                and known.settled(data_set_id)
+            )
+
         await seeding.for_each_batch(
             self.client,
             self.settings.api_base,
             wanted,
-            lambda batch: self._plan_batch(batch, known),
+            lambda batch: self._plan_batch(batch, known, seen),
             page_size=self.settings.page_size,
             known=known.image_counts(),
             parallel=min(self.settings.concurrency, seeding.PARALLEL_QUERIES),
+            seen=seen,
+            eligible=eligible,
         )
+        if seen is not None:
+            # Only after every chunk was planned: an interrupted planning keeps the last file,
+            # whose queries still need their stamps to match before anything is skipped.
+            with metadata_written(seenpages.FILE):
+                await seenpages.save(self._store(), seen)
         if self.skipped:
-            log.info("plan.unchanged", data_sets=len(self.skipped))
+            log.info("plan.unchanged", data_sets=len(self.skipped), undecoded=self.undecoded)
 
-    async def _plan_batch(self, batch: seeding.Batch, known: stamps.Unchanged) -> None:
+    async def _plan_batch(
+        self,
+        batch: seeding.Batch,
+        known: stamps.Unchanged,
+        seen: seenpages.SeenPages | None = None,
+    ) -> None:
         """Plan a chunk's changed data sets, record their items in one go, then write their
-        tile indexes and their stamped ``dataset.json``."""
+        tile indexes and their stamped ``dataset.json``; remember the chunk's query in
+        ``seen`` when every data set in it ends stamped with its fingerprint."""
         changed: list[_Listing] = []
+        fingerprints: dict[int, str] = {}
         for record in batch.records:
             data_set_id = int(record["id"])
-            rows = batch.images[data_set_id]
+            rows = batch.images.get(data_set_id, [])
             # The rows as the API sent them: an unchanged data set is neither checked nor
-            # sorted again (crawler/seeding.py), only fingerprinted.
-            fingerprint = stamps.fingerprint(record, rows)
+            # sorted again (crawler/seeding.py), only fingerprinted; one of an undecoded
+            # chunk has the fingerprint remembered with the query's pages.
+            if batch.same is not None:
+                fingerprint = batch.same.listings[data_set_id]
+            else:
+                fingerprint = stamps.fingerprint(record, rows)
+            fingerprints[data_set_id] = fingerprint
+            self.undecoded += batch.same is not None
             same = known.unchanged(data_set_id, fingerprint) if self.skip_unchanged else None
             self.report.data_sets += 1
             if same is not None:  # counted as planned, none new: what planning it would report
@@ -284,6 +316,7 @@ class Planner:
             self.report.skipped_failed += listing.failed
             changed.append(listing)
         if not changed:
+            self._remember(seen, batch, fingerprints)
             return
         counts: dict[int, tuple[int, int]] = {}  # data set -> (items, estimated bytes)
 
@@ -308,8 +341,23 @@ class Planner:
             with metadata_written(listing.root, unwritten):
                 await self._write_tile_indexes(listing.root, listing.images, listing.renderings)
         log.info("plan.batch", data_sets=len(changed), items=planned, new=added)
-        if self.writes:
-            await self._write_listings(changed, counts, known, unwritten)
+        if self.writes and await self._write_listings(changed, counts, known, unwritten):
+            self._remember(seen, batch, fingerprints)
+
+    @staticmethod
+    def _remember(
+        seen: seenpages.SeenPages | None, batch: seeding.Batch, fingerprints: dict[int, str]
+    ) -> None:
+        if seen is None or not batch.pages:
+            return
+        seen.remember(
+            seenpages.Query(
+                tuple(fingerprints),
+                batch.same.records if batch.same else seenpages.records_digest(batch.records),
+                tuple(batch.pages),
+                fingerprints,
+            )
+        )
 
     async def _write_listings(
         self,
@@ -317,9 +365,10 @@ class Planner:
         counts: dict[int, tuple[int, int]],
         known: stamps.Unchanged,
         unwritten: set[str],
-    ) -> None:
+    ) -> bool:
         """Each data set's ``dataset.json``, stamped unless its other metadata failed; files
-        that cannot be written are warnings, as in ``metadata_written``."""
+        that cannot be written are warnings, as in ``metadata_written``. Whether every one
+        was written with its stamp."""
         files = [
             (
                 f"{listing.root}/{stamps.FILE}",
@@ -342,6 +391,7 @@ class Planner:
             if error is not None:
                 with metadata_written(path.split("/", 1)[0]):
                     raise error
+        return not unwritten and not any(results)
 
     async def _count_items(self, known: stamps.Unchanged) -> None:
         """Each data set's done items, and which have items still to fetch (pending or failed)

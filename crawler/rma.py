@@ -42,6 +42,11 @@ class Page:
     rows: list[dict[str, Any]]
     start_row: int
     total_rows: int | None
+    # sha256 of the body as received: seeding remembers it, so a later run that receives the
+    # same bytes again need not decode them (crawler/seenpages.py).
+    digest: str = ""
+    # The body was the one the caller said it knew (``known``): not decoded, ``rows`` empty.
+    same: bool = False
 
 
 def parse_page(body: bytes, content_type: str, *, url: str) -> Page:

@@ -24,13 +24,20 @@ ID_CHUNK = 200
 class PageSource(Protocol):
     """What seeding needs of the client: one RMA page per URL, retried."""
 
-    async def get_page(self, url: str) -> rma.Page: ...
+    async def get_page(self, url: str, known: str | None = None) -> rma.Page: ...
 
 
 async def enumerate_rows(
-    client: PageSource, api_base: str, stages: str, *, page_size: int, what: str
+    client: PageSource,
+    api_base: str,
+    stages: str,
+    *,
+    page_size: int,
+    what: str,
+    pages: list[tuple[str, int]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every row of a query, paged; warns when ``total_rows`` disagrees with what was delivered."""
+    """Every row of a query, paged; warns when ``total_rows`` disagrees with what was delivered.
+    ``pages`` (when given) receives each page's digest and row count, in order."""
     rows: list[dict[str, Any]] = []
     seen: set[Any] = set()
     start = 0
@@ -40,6 +47,8 @@ async def enumerate_rows(
             api_base, f"{stages},{rma.options(num_rows=page_size, start_row=start)}"
         )
         page = await client.get_page(url)
+        if pages is not None:
+            pages.append((page.digest, len(page.rows)))
         if total is None:
             total = page.total_rows
         fresh = 0

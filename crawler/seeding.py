@@ -25,6 +25,7 @@ import structlog
 from crawler import records as checks
 from crawler import rma, seed
 from crawler.errors import first_error
+from crawler.seenpages import Query, SeenPages
 
 log = structlog.get_logger("crawler.seeding")
 
@@ -134,10 +135,14 @@ class Chunk:
 @dataclass(slots=True)
 class Batch:
     """A chunk's data sets, each with its SectionImage rows as the API sent them (in id
-    order): ``usable_images`` checks and sorts those of the data sets that are planned."""
+    order): ``usable_images`` checks and sorts those of the data sets that are planned.
+    ``pages`` are the query's pages (sha256, rows); ``same`` says they were the remembered
+    query's (crawler/seenpages.py), so nothing was decoded and ``images`` is empty."""
 
     records: list[dict[str, Any]]
     images: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    pages: list[tuple[str, int]] = field(default_factory=list)
+    same: Query | None = None
 
 
 def group_images(records: Sequence[dict[str, Any]], rows: Sequence[object]) -> Batch:
@@ -193,14 +198,19 @@ def chunks(
     *,
     api_base: str,
     page_size: int,
+    seen: SeenPages | None = None,
 ) -> Callable[[int], tuple[Chunk, int]]:
-    """A function giving the chunk that starts at a position and where the next one starts,
-    sized by the estimate of the moment (which improves as answers come in)."""
+    """A function giving the chunk that starts at a position and where the next one starts:
+    the last planning's query when it asked for the same data sets (``seen``), so its pages
+    can be recognised, else sized by the estimate of the moment (which improves as answers
+    come in)."""
     ids = [int(r["id"]) for r in records]
     counts = [known.get(i) for i in ids]
     room = id_room(api_base, page_size)
 
     def at(start: int) -> tuple[Chunk, int]:
+        if seen is not None and (end := seen.chunk_at(ids, start)) is not None:
+            return Chunk(list(records[start:end])), end
         end = next_chunk(
             ids,
             counts,
@@ -209,6 +219,8 @@ def chunks(
             page_rows=page_size,
             room=room,
         )
+        if seen is not None:  # stop where a remembered query starts: it may be recognised
+            end = next((k for k in range(start + 1, end) if seen.chunk_at(ids, k)), end)
         return Chunk(list(records[start:end])), end
 
     return at
@@ -223,9 +235,16 @@ async def for_each_batch(
     page_size: int,
     known: Mapping[int, int] | None = None,
     parallel: int = PARALLEL_QUERIES,
+    seen: SeenPages | None = None,
+    eligible: Callable[[int, str], bool] | None = None,
 ) -> None:
     """Fetch the images of ``records`` a chunk per query, ``parallel`` queries at a time, and
     hand each chunk's data sets to ``consume`` as its last page arrives (in completion order).
+
+    A chunk the last planning asked for (``seen``) whose data sets are all ``eligible`` (their
+    stamps still vouch for the remembered fingerprints) is first asked for page by page with
+    the remembered digests: when every page comes back the same, it is handed on undecoded
+    (``Batch.same``); at the first page that differs, the query is asked again as usual.
 
     While no count is known the first query goes alone, so the others are sized by what it
     found. At most ``parallel`` fetched chunks wait for ``consume``: memory stays at a few
@@ -234,20 +253,30 @@ async def for_each_batch(
     if not records:
         return
     estimator = Estimator()
-    chunk_at = chunks(records, known or {}, estimator, api_base=api_base, page_size=page_size)
+    chunk_at = chunks(
+        records, known or {}, estimator, api_base=api_base, page_size=page_size, seen=seen
+    )
     send, receive = anyio.create_memory_object_stream[Batch](parallel)
     slots = anyio.Semaphore(max(1, parallel))
 
     async def fetch(chunk: Chunk) -> Batch:
+        stages = image_stages(chunk.ids)
+        remembered = None
+        if seen is not None and eligible is not None:
+            remembered = seen.expected(chunk.records, eligible)
+        if remembered is not None and await same_pages(
+            client, api_base, stages, remembered.pages, page_size
+        ):
+            estimator.observe(len(chunk.records), sum(rows for _, rows in remembered.pages))
+            return Batch(chunk.records, pages=list(remembered.pages), same=remembered)
+        pages: list[tuple[str, int]] = []
         rows = await seed.enumerate_rows(
-            client,
-            api_base,
-            image_stages(chunk.ids),
-            page_size=page_size,
-            what="SectionImage",
+            client, api_base, stages, page_size=page_size, what="SectionImage", pages=pages
         )
         estimator.observe(len(chunk.records), len(rows))
-        return group_images(chunk.records, rows)
+        batch = group_images(chunk.records, rows)
+        batch.pages = pages
+        return batch
 
     async def worker(chunk: Chunk) -> None:
         try:  # the slot is held until the batch is handed on: fetched chunks stay few
@@ -276,6 +305,24 @@ async def for_each_batch(
         # A failed query (or planning error) is one error for the caller, as it was when
         # seeding went a data set at a time.
         raise first_error(group_error) from None
+
+
+async def same_pages(
+    client: seed.PageSource,
+    api_base: str,
+    stages: str,
+    pages: Sequence[tuple[str, int]],
+    page_size: int,
+) -> bool:
+    """Whether the query's pages are still the remembered ones (sha256 and rows each), asked
+    in order as ``seed.enumerate_rows`` would; stops at the first that differs."""
+    start = 0
+    for digest, rows in pages:
+        page = await client.get_page(page_url(api_base, stages, page_size, start), known=digest)
+        if not page.same:
+            return False
+        start = rma.next_start_row(start, rows, page_size) or start
+    return True
 
 
 async def fetch_data_sets(

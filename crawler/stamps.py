@@ -125,19 +125,23 @@ class Unchanged:
         """Images each data set listed last time: what sizes this run's image queries."""
         return {data_set_id: s.image_count for data_set_id, s in self.stamps.items()}
 
-    def unchanged(self, data_set_id: int, listing_fingerprint: str) -> Stamp | None:
-        """The data set's stamp when nothing about it changed, else None."""
+    def would_skip(self, data_set_id: int, listing_fingerprint: str) -> bool:
+        """Whether nothing about the data set changed, if its listing has this fingerprint."""
         old = self.stamps.get(data_set_id)
-        if (
+        return not (
             old is None
             or old.fingerprint != listing_fingerprint
             or old.plan != self.plan
             or self.done.get(data_set_id, 0) < old.items
             or data_set_id in self.open
-        ):
+        )
+
+    def unchanged(self, data_set_id: int, listing_fingerprint: str) -> Stamp | None:
+        """The data set's stamp when nothing about it changed, else None."""
+        if not self.would_skip(data_set_id, listing_fingerprint):
             return None
         self.skipped += 1
-        return old
+        return self.stamps[data_set_id]
 
     def settled(self, data_set_id: int) -> bool:
         """Whether an unchanged data set's items are exactly those its listing planned, all

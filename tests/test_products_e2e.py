@@ -18,7 +18,7 @@ from urllib.parse import unquote
 import anyio
 import pytest
 
-from crawler import pipeline, rma, seed, seeding, stamps
+from crawler import pipeline, rma, seed, seeding, seenpages, stamps
 from crawler.client import ApiClient
 from crawler.config import Settings
 from crawler.localstore import LocalStore
@@ -146,6 +146,7 @@ def test_a_sync_of_an_unchanged_product_replans_and_rewrites_nothing_then_sees_c
     out = tmp_path / "m"
     first = run_cli(capsys, *cli(sim, "mirror", out, "--product", ISH))
     assert first.code == 0, first.err
+    image_queries = [u for u in rma_urls(sim) if "SectionImage" in u]
     rows_before = {r["url"]: r for r in ls_rows(capsys, out)}
     written = mtimes(out)
     assert len(written) == 1 + EXTRA_ISH
@@ -154,9 +155,13 @@ def test_a_sync_of_an_unchanged_product_replans_and_rewrites_nothing_then_sees_c
     quiet = run_cli(capsys, *cli(sim, "sync", out, "--product", ISH))
     assert quiet.code == 0, quiet.err
     assert image_requests(sim) == 0
-    assert sim.counters.by_route.get("rma", 0) == 2  # the product's data sets, their images
+    # The product's data sets, then the mirror's image queries again, not decoded: their
+    # pages are the ones the mirror remembered (crawler/seenpages.py).
+    assert sorted(u for u in rma_urls(sim) if "SectionImage" in u) == sorted(image_queries)
+    assert sim.counters.by_route.get("rma", 0) == 1 + len(image_queries)
     assert mtimes(out) == written
     assert events(quiet.err, "plan.unchanged")[0]["data_sets"] == len(written)
+    assert events(quiet.err, "plan.unchanged")[0]["undecoded"] == len(written)
     assert not events(quiet.err, "plan.batch")
     assert {r["url"]: r for r in ls_rows(capsys, out)} == rows_before
     (summary,) = events(quiet.err, "run.summary")
@@ -187,6 +192,41 @@ def test_a_sync_of_an_unchanged_product_replans_and_rewrites_nothing_then_sees_c
     assert again.code == 0, again.err
     assert not events(again.err, "plan.unchanged")
     assert len(ls_rows(capsys, out)) == len(rows) - 1  # everything but the removed image
+
+
+def test_pages_are_skipped_undecoded_only_while_the_stamps_vouch_for_them(
+    sim: ThreadedSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "m"
+    assert run_cli(capsys, *cli(sim, "mirror", out, "--product", ISH)).code == 0
+    written = mtimes(out)
+
+    def sync() -> tuple[int, int, list[object]]:
+        """(data sets unchanged, of them skipped undecoded, data sets planned again)."""
+        result = run_cli(capsys, *cli(sim, "sync", out, "--product", ISH))
+        assert result.code == 0, result.err
+        assert events(result.err, "run.summary")[0]["new_items"] == 0
+        (unchanged,) = events(result.err, "plan.unchanged")
+        planned = [e["data_set_id"] for e in events(result.err, "plan.data_set")]
+        return int(str(unchanged["data_sets"])), int(str(unchanged["undecoded"])), planned
+
+    # A stamp that no longer carries the remembered fingerprint: its chunk is decoded, the
+    # data set planned again; the other chunks' pages are still recognised.
+    victim = min(written)
+    path = out / victim / stamps.FILE
+    head = len(b'{"fingerprint": "')
+    document = path.read_bytes()
+    path.write_bytes(document[:head] + b"0" * 64 + document[head + 64 :])
+    skipped, undecoded, planned = sync()
+    assert planned == [int(victim)] and skipped == len(written) - 1
+    assert 0 < undecoded < skipped
+    assert sync() == (len(written), len(written), [])
+
+    # An unreadable memory remembers nothing: every page decoded, nothing planned again; the
+    # sync remembers its queries afresh.
+    (out / seenpages.FILE).write_bytes(b'{"version": 1, "queries": [{"ids": "junk"')
+    assert sync() == (len(written), 0, [])
+    assert sync() == (len(written), len(written), [])
 
 
 def test_data_sets_by_id_come_in_chunks_and_an_unknown_id_is_still_a_usage_error(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -216,3 +217,32 @@ async def test_without_fsync_nothing_is_flushed(
     steps = _record_steps(monkeypatch)
     await commit_many(LocalStore(tmp_path, fsync=False), tmp_path, 10)
     assert not any(name in ("sync", "syncfs") for name, _ in steps)
+
+
+async def test_sizes_stat_through_directory_descriptors_in_the_order_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sizes come back in the order asked, across directories, with None for a missing file,
+    a missing directory and a path through a file; more directories than stay open at once
+    change nothing."""
+    monkeypatch.setattr(localstore, "_OPEN_FOLDERS", 2)
+    for folder, count in (("a/x", 3), ("b", 2), ("c/y/z", 1)):
+        (tmp_path / folder).mkdir(parents=True)
+        for n in range(count):
+            (tmp_path / folder / f"{n}.jpg").write_bytes(b"j" * (n + 1) * 10)
+    (tmp_path / "top.json").write_bytes(b"{}")
+    asked = ["b/1.jpg", "a/x/0.jpg", "gone/0.jpg", "a/x/2.jpg", "c/y/z/0.jpg", "a/x/9.jpg",
+             "top.json", "b/0.jpg", "top.json/0.jpg", "a/x/1.jpg"]  # fmt: skip
+    sizes = await LocalStore(tmp_path).sizes(asked)
+    assert sizes == [20, 10, None, 30, 10, None, 2, 10, None, 20]
+    assert localstore.stat_sizes(str(tmp_path), asked) == sizes
+    opened: list[str] = []
+    real_open = os.open
+
+    def counted(path: str, flags: int, *args: Any, **kwargs: Any) -> int:
+        opened.append(path)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", counted)
+    localstore.stat_sizes(str(tmp_path), ["a/x/0.jpg", "a/x/1.jpg", "a/x/2.jpg"])
+    assert len(opened) == 1  # one descriptor for a directory's files

@@ -89,4 +89,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     """Console-script wrapper."""
+    from crawler.cli.common import own_process  # common imports this module
+
+    own_process()
     sys.exit(main())

@@ -6,6 +6,7 @@ Everything a user can get wrong here raises UsageError with one line naming it; 
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -337,8 +338,26 @@ def load(config: Path | None, **flags: Any) -> Settings:
     return settings
 
 
+_PROCESS = {"own": False}  # set by the console entry: this process runs one command, then exits
+
+
+def own_process() -> None:
+    """Called by the console entry (``allen-mirror``, ``python -m crawler``), not by callers
+    that run commands in a longer-lived process (the tests)."""
+    _PROCESS["own"] = True
+
+
 def run_async(main: Callable[[], Awaitable[T]]) -> T:
-    """Run a command's coroutine on the asyncio backend."""
+    """Run a command's coroutine on the asyncio backend.
+
+    In a process of its own, what the imports made (SQLAlchemy's, aiohttp's, ~hundreds of
+    thousands of objects) is frozen out of the garbage collector first: they live until exit,
+    and every full collection walked them again while a sync read 100,000 manifest rows (a
+    no-op sync of a whole product: ~0.4 s less here). Frozen objects are never freed, hence
+    not in a process that runs many commands.
+    """
+    if _PROCESS["own"]:
+        gc.freeze()
     return anyio.run(main, backend="asyncio")
 
 
