@@ -66,6 +66,7 @@ def test_a_dry_run_writes_nothing_and_leaves_out_what_is_done(
     assert not out.exists()  # no directory, lock, manifest or dataset.json
     images = sim.counters.by_route.get("image", 0)
     assert run_cli(capsys, "mirror", *args, "--sections", "1-2", *FAST).code == 0
+    written = file_times(out)
     again = run_cli(capsys, "sync", *args, "--sections", "1-5", "--dry-run", *FAST)
     assert again.code == 0, again.err
     assert "would fetch 3 item(s)" in again.out and "2 already done" in again.out
@@ -73,9 +74,20 @@ def test_a_dry_run_writes_nothing_and_leaves_out_what_is_done(
     assert sorted(p.name for p in out.iterdir()) == [
         ".allen-mirror.lock",
         ".reports",
+        ".seeding-pages.json",
         "100141599",
         "manifest.sqlite",
     ]
+    assert file_times(out) == written, "the dry run wrote no file"
+
+
+def file_times(out: Path) -> dict[str, int]:
+    """Every file under ``out`` but the manifest's (a dry run reads it), with its mtime."""
+    return {
+        str(p.relative_to(out)): p.stat().st_mtime_ns
+        for p in out.rglob("*")
+        if p.is_file() and not p.name.startswith("manifest.sqlite")
+    }
 
 
 def test_a_mistyped_option_suggests_the_closest_first(capsys: pytest.CaptureFixture[str]) -> None:
