@@ -47,18 +47,7 @@ class Upkeep(ManifestBase):
         driver's own rows (SQLAlchemy's row processing cost a no-op sync of 100,000 items
         about a tenth of a second on the interpreter that also decodes its pages).
         """
-        sql = self._driver_sql(_DONE_FILES)
-        last = 0
-        while True:
-
-            async def work(connection: AsyncConnection, after: int = last) -> list[Any]:
-                result = await connection.exec_driver_sql(sql, (Status.DONE.value, after, chunk))
-                return list(result.all())
-
-            rows = await self._run(work, write=False)
-            if not rows:
-                return
-            last = rows[-1][0]
+        async for rows in self._done_rows(_DONE_FILES, chunk):
             yield [(r[0], r[1], r[2] or 0) for r in rows]
 
     async def done_digests(
@@ -69,7 +58,13 @@ class Upkeep(ManifestBase):
         Driver SQL and rows, as ``done_files``: through SQLAlchemy's select, reading 100,000
         rows took twice as long as hashing their 1 kB files on two processes (``verify``).
         """
-        sql = self._driver_sql(_DONE_DIGESTS)
+        async for rows in self._done_rows(_DONE_DIGESTS, chunk):
+            yield [(r[0], r[1], r[2] or 0, r[3], r[4]) for r in rows]
+
+    async def _done_rows(self, statement: str, chunk: int) -> AsyncIterator[list[Any]]:
+        """The driver's rows of ``statement`` (done items past an id, in id order, ``chunk`` at a
+        time), one read per chunk."""
+        sql = self._driver_sql(statement)
         last = 0
         while True:
 
@@ -81,7 +76,7 @@ class Upkeep(ManifestBase):
             if not rows:
                 return
             last = rows[-1][0]
-            yield [(r[0], r[1], r[2] or 0, r[3], r[4]) for r in rows]
+            yield rows
 
     async def mark_pending(self, ids: Sequence[int], reason: str) -> None:
         """Send items back to the queue (their file is gone or wrong)."""
