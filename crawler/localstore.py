@@ -290,13 +290,16 @@ class LocalStore:
         await anyio.to_thread.run_sync(lambda: write_atomic(dest, data, fsync=self._fsync))
 
     async def put_many(self, files: Sequence[tuple[str, bytes]]) -> list[StorageError | None]:
-        named = [(self.root / path, data) for path, data in files]
-        fsync, group = self._fsync, self._syncfs is not None
-        failed = await anyio.to_thread.run_sync(
-            lambda: write_many(named, fsync=fsync, group_sync=group)
-        )
-        errors = {str(dest): error for dest, error in failed}
-        return [errors.get(str(dest)) for dest, _ in named]
+        """Through parts, as downloads go: written, flushed together (one syncfs), renamed."""
+        parts = [LocalPart(self._root, path) for path, _ in files]
+        try:
+            for part, (_, data) in zip(parts, files, strict=True):
+                await part.write(data)
+        except BaseException:
+            await self.discard(parts)
+            raise
+        results = await self.commit(parts)
+        return [None if isinstance(result, StoredFile) else result for result in results]
 
     async def heads(self, paths: Sequence[str], size: int) -> list[bytes | None]:
         def read_all() -> list[bytes | None]:
@@ -352,74 +355,6 @@ def write_atomic(dest: Path, data: bytes, *, fsync: bool = True) -> None:
     except OSError as exc:
         part.unlink(missing_ok=True)
         raise storage_error(exc, dest) from exc
-
-
-def write_many(
-    files: Sequence[tuple[Path, bytes]], *, fsync: bool, group_sync: bool = True
-) -> list[tuple[Path, StorageError]]:
-    """Write several small files atomically, made durable together (blocking); returns the
-    files that could not be written and why (a full disk raises: it stops the run).
-
-    Each goes to a part file first; on Linux one ``syncfs(2)`` flushes them all (one journal
-    commit instead of one per file, as the store does for downloads), then each is renamed
-    into place. A thousand ``dataset.json`` files with one fsync each took seconds.
-    """
-    written: list[tuple[Path, Path]] = []
-    failed: list[tuple[Path, StorageError]] = []
-    syncfs = SYNCFS if group_sync and len(files) > 1 else None
-
-    def attempt(dest: Path, step: Callable[[], None]) -> bool:
-        try:
-            step()
-        except OSError as exc:
-            error = storage_error(exc, dest)
-            if isinstance(error, DiskFullError):
-                for part, _ in written:
-                    part.unlink(missing_ok=True)
-                raise error from exc
-            failed.append((dest, error))
-            return False
-        return True
-
-    for dest, data in files:
-        part = dest.with_name(dest.name + OWN_SUFFIX)
-
-        def write(dest: Path = dest, part: Path = part, data: bytes = data) -> None:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with part.open("wb") as handle:
-                    handle.write(data)
-                    if fsync and syncfs is None:
-                        handle.flush()
-                        os.fsync(handle.fileno())
-            except OSError:
-                part.unlink(missing_ok=True)
-                raise
-
-        if attempt(dest, write):
-            written.append((part, dest))
-    if fsync and syncfs is not None and written:
-        last = written[-1][0]
-
-        def flush() -> None:
-            descriptor = os.open(last, os.O_RDONLY)
-            try:
-                syncfs(descriptor)
-            finally:
-                os.close(descriptor)
-
-        if not attempt(written[-1][1], flush):
-            for part, _ in written:
-                part.unlink(missing_ok=True)
-            return failed
-    for part, dest in written:
-
-        def rename(part: Path = part, dest: Path = dest) -> None:
-            os.replace(part, dest)
-
-        if not attempt(dest, rename):
-            part.unlink(missing_ok=True)
-    return failed
 
 
 def filesystem_now(root: Path) -> float:
