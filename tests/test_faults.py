@@ -66,6 +66,13 @@ def test_fifteen_percent_faults_of_every_kind_still_give_an_exact_mirror(
         injected = set(sim.counters.faults)
         # the run really met a wide spread of faults, RMA and images alike
         assert len(injected) >= 6, injected
+        # each retry line names the URL and why, in words, not library internals
+        events = [json.loads(line) for line in result.err.splitlines() if line.startswith("{")]
+        retries = [e for e in events if e.get("event") == "request.retry"]
+        assert retries
+        for retry in retries:
+            assert str(retry["url"]).startswith(sim.base_url) and retry["reason"], retry
+            assert not {"args", "callable"} & set(retry), retry
         assert sim.counters.by_status.get(200, 0) > 0
 
 
