@@ -134,6 +134,10 @@ def test_every_command_works_on_postgres(
     sim.counters.reset()
     again = run_cli(capsys, "mirror", *fetch)
     assert again.code == 0 and sim.counters.by_route.get("image", 0) == 0
+    damaged = out / str(rows[0]["path"])
+    damaged.write_bytes(damaged.read_bytes()[:-1])
+    checked = run_cli(capsys, "verify", *common)
+    assert f"verified {len(rows)} file(s): 0 missing, 1 corrupt" in checked.out, checked.err
 
 
 def test_a_psycopg_url_works_too(
@@ -151,6 +155,8 @@ def test_a_psycopg_url_works_too(
     assert counts["done"] > 0 and not counts.get("pending") and not counts.get("failed")
     files = list((tmp_path / "m" / "100141599").rglob("*.jpg"))
     assert len(files) == counts["done"]  # every result recorded through psycopg's placeholders
+    checked = run_cli(capsys, "verify", *common)
+    assert f"verified {len(files)} file(s): 0 missing, 0 corrupt" in checked.out, checked.err
 
 
 @pytest.mark.parametrize("command", ["status", "ls", "worker", "db current"])

@@ -178,3 +178,15 @@ def test_a_worker_that_dies_ends_verify_in_one_line(
     assert "a hashing worker process died" in err.strip().splitlines()[-1]
     assert flagged(out) == {}
     group_ends(child.pid)
+
+
+def test_the_console_script_imports_no_command_line_before_it_runs() -> None:
+    """multiprocessing starts verify's workers by importing the main script again: the module
+    the ``allen-mirror`` script imports must not pull in the command line (SQLAlchemy, aiohttp)."""
+    from importlib.metadata import entry_points
+
+    (script,) = entry_points(group="console_scripts", name="allen-mirror")
+    assert script.value == "crawler.__main__:run"
+    code = "import sys, crawler.__main__; print(sorted(m for m in sys.modules if 'crawler' in m))"
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert found.stdout.split() == ["['crawler',", "'crawler.__main__']"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -17,9 +17,12 @@ from crawler.retry import utcnow
 
 T = TypeVar("T")
 
-_DONE_FILES = "SELECT id, path, size FROM items WHERE status = ? AND id > ? ORDER BY id LIMIT ?"
+_DONE_FILES = (
+    "SELECT id, path, COALESCE(size, 0) FROM items WHERE status = ? AND id > ? ORDER BY id LIMIT ?"
+)
 _DONE_DIGESTS = (
-    "SELECT id, path, size, sha256, kind FROM items WHERE status = ? AND id > ? ORDER BY id LIMIT ?"
+    "SELECT id, path, COALESCE(size, 0), sha256, kind FROM items"
+    " WHERE status = ? AND id > ? ORDER BY id LIMIT ?"
 )
 
 
@@ -43,34 +46,39 @@ class Upkeep(ManifestBase):
     async def done_files(self, chunk: int = 20000) -> AsyncIterator[list[tuple[int, str, int]]]:
         """(id, path, size) of done items in id order, a chunk at a time.
 
-        The resume check of every run reads them all, beside planning: driver SQL and the
-        driver's own rows (SQLAlchemy's row processing cost a no-op sync of 100,000 items
-        about a tenth of a second on the interpreter that also decodes its pages).
+        The resume check of every run reads them all, beside planning (see ``_done_rows``).
         """
         async for rows in self._done_rows(_DONE_FILES, chunk):
-            yield [(r[0], r[1], r[2] or 0) for r in rows]
+            yield cast(list[tuple[int, str, int]], rows)
 
     async def done_digests(
         self, chunk: int = 20000
     ) -> AsyncIterator[list[tuple[int, str, int, str | None, str]]]:
         """(id, path, size, sha256, kind) of done items in id order, a chunk at a time.
 
-        Driver SQL and rows, as ``done_files``: through SQLAlchemy's select, reading 100,000
-        rows took twice as long as hashing their 1 kB files on two processes (``verify``).
+        ``verify`` hashes the files on worker processes while it reads these (see ``_done_rows``).
         """
         async for rows in self._done_rows(_DONE_DIGESTS, chunk):
-            yield [(r[0], r[1], r[2] or 0, r[3], r[4]) for r in rows]
+            yield cast(list[tuple[int, str, int, str | None, str]], rows)
 
-    async def _done_rows(self, statement: str, chunk: int) -> AsyncIterator[list[Any]]:
-        """The driver's rows of ``statement`` (done items past an id, in id order, ``chunk`` at a
-        time), one read per chunk."""
+    async def _done_rows(self, statement: str, chunk: int) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """The rows of ``statement`` (done items past an id, in id order, ``chunk`` at a time),
+        one read per chunk, as plain tuples from the driver's cursor.
+
+        These reads run beside work that needs the same cores (a sync decoding its pages,
+        verify's hashing processes): SQLAlchemy's Row objects, and tuples made from them,
+        doubled the CPU of reading 100,000 rows (docs/BENCHMARKS.md, issue 16).
+        """
         sql = self._driver_sql(statement)
         last = 0
         while True:
 
-            async def work(connection: AsyncConnection, after: int = last) -> list[Any]:
+            async def work(connection: AsyncConnection, after: int = last) -> list[tuple[Any, ...]]:
                 result = await connection.exec_driver_sql(sql, (Status.DONE.value, after, chunk))
-                return list(result.all())
+                try:  # asyncpg's records are tuple-like, SQLite's rows tuples already
+                    return list(map(tuple, result.cursor.fetchall()))
+                finally:
+                    result.close()
 
             rows = await self._run(work, write=False)
             if not rows:
