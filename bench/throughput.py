@@ -54,13 +54,16 @@ class Bench:
         name = f"{self.runs:02d}-{label}"
         return self.work / "runs" / name, self.work / "logs" / name
 
-    def minimal(self, jobs: Path, expected: int, label: str) -> tuple[Measured, float]:
-        out, logs = self._scratch(f"minimal-{label}")
+    def minimal(
+        self, jobs: Path, expected: int, label: str, module: str = "bench.minimal"
+    ) -> tuple[Measured, float]:
+        """A run of the minimal loop (or ``module``, another client with its interface)."""
+        out, logs = self._scratch(f"{module.rpartition('.')[2]}-{label}")
         measured = run_measured(
             [
                 PYTHON,
                 "-m",
-                "bench.minimal",
+                module,
                 "--urls",
                 str(jobs),
                 "--out",
@@ -72,12 +75,10 @@ class Bench:
             timeout=self.options.step_timeout,
         )
         if measured.returncode != 0:
-            raise BenchError(
-                f"minimal loop exited {measured.returncode}: {measured.stderr[-2000:]}"
-            )
+            raise BenchError(f"{module} exited {measured.returncode}: {measured.stderr[-2000:]}")
         result = json.loads(measured.stdout.strip().splitlines()[-1])
         if result["files"] != expected or result["errors"]:
-            raise BenchError(f"minimal loop fetched {result['files']}/{expected}: {result}")
+            raise BenchError(f"{module} fetched {result['files']}/{expected}: {result}")
         return measured, float(result["seconds"])
 
     def allen(
@@ -231,6 +232,55 @@ def overhead_rows(small: Cpu, full: Cpu, n_small: int, n_full: int, rounds: int)
         ),
         row("minimal loop user CPU per 1,000 more images (marginal, diagnostic)", minimal_user),
         row("allen-mirror user CPU per 1,000 more images (marginal, diagnostic)", allen_user),
+    ]
+
+
+def durable_rows(
+    bench: Bench,
+    small_jobs: Path,
+    jobs: Path,
+    n_small: int,
+    n_full: int,
+    rounds: int,
+    rows: list[Row],
+) -> list[Row]:
+    """Diagnostic, no target: `bench.minimal_durable` (the minimal loop plus a sha256, a part
+    flushed and renamed, and a manifest row per file) at both sizes, its least CPU of
+    ``rounds``: what keeping a mirror's promises costs by itself, apart from allen-mirror's
+    own machinery."""
+    least = {}
+    for jobs_file, count in ((small_jobs, n_small), (jobs, n_full)):
+        runs = [
+            bench.minimal(jobs_file, count, "0ms", "bench.minimal_durable") for _ in range(rounds)
+        ]
+        least[count] = min(measured.cpu for measured, _ in runs)
+    marginal = (least[n_full] - least[n_small]) * 1000 / max(1, n_full - n_small)
+    by_measure = {row.measure: row.value for row in rows}
+    minimal = by_measure["minimal loop CPU per 1,000 more images (marginal)"]
+    allen = by_measure["allen-mirror CPU per 1,000 more images (marginal)"]
+    case = rows[-1].case
+    return [
+        Row(
+            "overhead",
+            case,
+            "durable floor CPU per 1,000 more images (marginal, diagnostic)",
+            marginal,
+            "s",
+        ),
+        Row(
+            "overhead",
+            case,
+            "durable floor / minimal loop, marginal (diagnostic)",
+            ratio(marginal, minimal),
+            "x",
+        ),
+        Row(
+            "overhead",
+            case,
+            "allen-mirror / durable floor, marginal (diagnostic)",
+            ratio(allen, marginal),
+            "x",
+        ),
     ]
 
 
@@ -391,6 +441,7 @@ def overhead(
         f"minimal loop {n / min(c.minimal_seconds for c in fulls):,.0f} images/s, "
         f"allen-mirror {n / min(c.allen.seconds for c in fulls):,.0f} images/s."
     )
+    rows += durable_rows(bench, small_jobs, jobs, len(small_items), n, options.repeat, rows)
     # Diagnostic, no target: how much of the gap is the per-file fsync.
     unsynced = bench.allen(data_sets, n, "0ms-nofsync", env={"ALLEN_MIRROR_FSYNC": "false"})
     rows.append(

@@ -42,6 +42,8 @@ EXPECTED = {
         "allen-mirror CPU per 1,000 images",
         "allen-mirror / minimal loop, whole process",
         "allen-mirror / minimal loop, marginal",
+        "durable floor CPU per 1,000 more images",
+        "allen-mirror / durable floor, marginal",
     ],
     "scale": [
         "plan, process wall",

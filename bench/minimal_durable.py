@@ -1,0 +1,133 @@
+"""`python -m bench.minimal_durable`: the minimal loop plus what every mirrored file is promised.
+
+`bench.minimal` and, per file, only what the issues require of any mirror of ours: a sha256 of
+the body, a part file made durable before it is renamed into place (one syncfs per batch, as
+allen-mirror does), and a manifest row recorded in a transaction per batch. No seeding or
+planning (it is handed the URL list), no validation, retries, limits, logging or progress. Its
+CPU per image is a floor for any client that keeps those promises; section 2 measures
+allen-mirror against it as well as against the minimal loop.
+
+Input: a JSON-lines file of {"url": ..., "path": ...} (paths relative to --out).
+Output: one JSON line, {"seconds", "files", "bytes", "errors"}, as `bench.minimal`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import aiohttp
+
+from bench.minimal import read_jobs
+
+BATCH = 64  # files per flush and per manifest transaction, as allen-mirror's store stage
+LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+class Durable:
+    """Parts written on the event loop; each batch flushed, renamed and recorded in a thread."""
+
+    def __init__(self, out: Path, jobs: list[tuple[str, Path]]) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        self.root = os.open(out, os.O_RDONLY)
+        self.db = sqlite3.connect(out / "manifest.sqlite", check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute(
+            "CREATE TABLE items (id INTEGER PRIMARY KEY, path TEXT UNIQUE, status TEXT,"
+            " size INTEGER, sha256 TEXT)"
+        )
+        rows = [(n, str(dest), "pending") for n, (_, dest) in enumerate(jobs)]
+        self.db.executemany("INSERT INTO items (id, path, status) VALUES (?, ?, ?)", rows)
+        self.db.commit()
+        self.lock = threading.Lock()
+        self.waiting: list[tuple[int, str, str, int, str]] = []
+
+    def write_part(self, number: int, dest: Path, body: bytes) -> None:
+        part = f"{dest}.part"
+        try:
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        except FileNotFoundError:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, body)
+        finally:
+            os.close(fd)
+        digest = hashlib.sha256(body).hexdigest()
+        self.waiting.append((number, part, str(dest), len(body), digest))
+
+    def commit(self, batch: list[tuple[int, str, str, int, str]]) -> None:
+        """Blocking: make the batch durable, put each file in place, record the batch."""
+        if LIBC.syncfs(self.root) != 0:
+            raise OSError(ctypes.get_errno(), "syncfs")
+        for _, part, dest, _, _ in batch:
+            os.replace(part, dest)
+        rows = [(size, digest, number) for number, _, _, size, digest in batch]
+        with self.lock:
+            self.db.executemany(
+                "UPDATE items SET status = 'done', size = ?, sha256 = ? WHERE id = ?", rows
+            )
+            self.db.commit()
+
+    async def flush(self, everything: bool = False) -> None:
+        while len(self.waiting) >= (1 if everything else BATCH):
+            batch, self.waiting = self.waiting[:BATCH], self.waiting[BATCH:]
+            await asyncio.to_thread(self.commit, batch)
+
+
+async def fetch_all(
+    jobs: list[tuple[str, Path]], concurrency: int, out: Path
+) -> tuple[float, int, int, int]:
+    """Download, hash, write, flush, rename and record every (url, dest)."""
+    durable = Durable(out, jobs)
+    semaphore = asyncio.Semaphore(concurrency)
+    files = size = errors = 0
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(number: int, url: str, dest: Path) -> None:
+            nonlocal files, size, errors
+            async with semaphore:
+                try:
+                    async with session.get(url) as response:
+                        body = await response.read()
+                        if response.status != 200:
+                            errors += 1
+                            return
+                except aiohttp.ClientError:
+                    errors += 1
+                    return
+            durable.write_part(number, dest, body)  # on the event loop, as bench.minimal does
+            await durable.flush()
+            files += 1
+            size += len(body)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(n, url, dest) for n, (url, dest) in enumerate(jobs)))
+        await durable.flush(everything=True)
+        seconds = time.perf_counter() - started
+    return seconds, files, size, errors
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.minimal_durable", description=__doc__)
+    parser.add_argument("--urls", type=Path, required=True, help="JSON lines of url and path")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args(argv)
+    jobs = read_jobs(args.urls, args.out)
+    seconds, files, size, errors = asyncio.run(fetch_all(jobs, args.concurrency, args.out))
+    print(json.dumps({"seconds": seconds, "files": files, "bytes": size, "errors": errors}))
+
+
+if __name__ == "__main__":
+    main()
