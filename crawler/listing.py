@@ -55,14 +55,15 @@ def check_manifest_exists(manifest_url: str) -> None:
 
 
 def read_only(manifest_url: str) -> bool:
-    """A SQLite manifest this process cannot write (a read-only mount or directory)."""
+    """A SQLite manifest this process cannot write (a read-only mount or directory). A missing
+    one is not: the caller's own check names it."""
     if not is_sqlite(manifest_url):
         return False
     database = make_url(manifest_url).database
     if not database:
         return False
     path = Path(database)
-    return not (os.access(path.parent, os.W_OK) and os.access(path, os.W_OK))
+    return path.exists() and not (os.access(path.parent, os.W_OK) and os.access(path, os.W_OK))
 
 
 async def open_existing(manifest_url: str) -> Manifest:

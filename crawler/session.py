@@ -169,6 +169,8 @@ async def run_session(
     ``must_exist`` is for commands that read or finish a mirror and must not create one;
     ``locked_hint`` is added to the refusal when another run holds the lock.
     """
+    if must_exist:  # before OUT is made: a mistyped path leaves nothing behind
+        check_manifest_exists(settings.manifest_url)
     if settings.bucket_url:  # exists and lets us in, before anything is locked or recorded
         async with open_store(settings):
             pass
@@ -177,8 +179,6 @@ async def run_session(
     database = sqlite_file(settings) if settings.exclusive else None
     lock = output_lock(settings, command, database)
     if lock is not None:
-        if must_exist:
-            check_manifest_exists(settings.manifest_url)
         try:
             lock.acquire()
         except LockedError as exc:

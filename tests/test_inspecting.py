@@ -143,3 +143,13 @@ def test_verify_decode_finds_an_image_that_only_looks_whole(
     assert decoded.code == 1
     assert "0 missing, 1 corrupt" in decoded.out
     assert path in decoded.err  # the verify.problem event names the file
+
+
+@pytest.mark.parametrize("command", ["verify", "ls", "status", "history"])
+def test_a_mirror_without_a_manifest_is_one_line_and_exit_2(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = run_cli(capsys, command, "--out", str(tmp_path / "nothing-here"))
+    assert result.code == 2 and result.err.count("\n") == 1, result.err
+    assert "no manifest" in result.err
+    assert not (tmp_path / "nothing-here").exists()
