@@ -327,31 +327,32 @@ def plan_image(
     """Items of one image: one per rendering, or one per tile of each rendering."""
     data_set_id = int(image["data_set_id"])
     image_id = int(image["id"])
+    grid = tile_grid(image, options.downsample, options.tile or 1)  # the same for each rendering
     for rendering in renderings:
-        looks: dict[str, Any] = {"quality": options.quality, "window": rendering.seen}
+        kind, quality, window = rendering.kind, options.quality, rendering.seen
         if options.tile:
-            grid = tile_grid(image, options.downsample, options.tile)
-            directory = tile_directory(root, rendering.kind, options.downsample, image)
+            directory = tile_directory(root, kind, options.downsample, image)
             before, after = ref_parts(rendering, image_id, options)
             for tile in grid.tiles():
                 yield Item(
                     ref=before + tile_params(tile) + after,
                     path=f"{directory}/{tile.name}",
-                    kind=rendering.kind,
+                    kind=kind,
                     data_set_id=data_set_id,
                     image_id=image_id,
-                    estimate=estimate_jpeg_bytes(rendering.kind, tile.width, tile.height, **looks),
+                    estimate=estimate_jpeg_bytes(
+                        kind, tile.width, tile.height, quality=quality, window=window
+                    ),
                 )
         else:
-            whole = tile_grid(image, options.downsample, 1)
             yield Item(
                 ref=image_ref(rendering, image_id, options),
-                path=image_path(root, rendering.kind, options.downsample, image),
-                kind=rendering.kind,
+                path=image_path(root, kind, options.downsample, image),
+                kind=kind,
                 data_set_id=data_set_id,
                 image_id=image_id,
                 estimate=estimate_jpeg_bytes(
-                    rendering.kind, whole.tier_width, whole.tier_height, **looks
+                    kind, grid.tier_width, grid.tier_height, quality=quality, window=window
                 ),
             )
 
@@ -476,8 +477,11 @@ def window_gain(window: Window | None) -> float:
     return sum(w * WINDOW_MAX / max(span, 1) for w, span in zip(LUMA, spans, strict=True))
 
 
+@functools.lru_cache(maxsize=256)
 def bytes_per_pixel(kind: str, quality: int | None = None, window: Window | None = None) -> float:
-    """The JPEG model above: bytes per delivered pixel of a kind, at a quality, in a window."""
+    """The JPEG model above: bytes per delivered pixel of a kind, at a quality, in a window.
+    Cached: a run asks it for every item, with the few (kind, quality, window) of its renderings.
+    """
     base, slope = JPEG_MODEL.get(kind, JPEG_MODEL[SECTION])
     finer = math.log2(quality_scale(SERVICE_QUALITY) / quality_scale(quality or SERVICE_QUALITY))
     return max(MIN_BYTES_PER_PIXEL, base + slope * (finer + math.log2(window_gain(window))))

@@ -93,9 +93,10 @@ SOS, EOI = 0xDA, 0xD9
 
 
 # Inside entropy-coded data an FF is followed by 00 (stuffing) or a restart marker D0-D7; any
-# other byte after an FF (or an FF that ends the chunk) is where the scan ends. One regex search
-# finds it in C: stepping over every stuffed FF in Python cost most of a small image's CPU.
-_SCAN_END = re.compile(rb"\xff(?:[^\x00\xd0-\xd7]|\Z)")
+# other byte after an FF is where the scan ends. One regex search finds it in C, as a served
+# image holds hundreds of stuffed FFs (too many to step through in Python), and ``feed`` itself
+# checks for an FF that ends the chunk, so the pattern has no ``|\Z`` branch to try at each FF.
+_SCAN_END = re.compile(rb"\xff[^\x00\xd0-\xd7]")
 
 
 class JpegWalker:
@@ -146,14 +147,12 @@ class JpegWalker:
                 continue
             if self._in_scan:
                 found = _SCAN_END.search(data, i)
-                if found is None:
-                    i = end
+                if found is not None:
+                    i = found.start()
+                    self._in_scan = False
                     continue
-                i = found.start()
-                if i + 1 >= end:
-                    break  # an FF at the end of the chunk: its next byte decides
-                self._in_scan = False
-                continue
+                i = end - 1 if data[-1] == 0xFF else end  # an FF's next byte is in the next chunk
+                break
             consumed = self._marker(data, i, base)
             if consumed == 0:
                 break
