@@ -85,7 +85,9 @@ async def find_problems(
     of bad ones. The manifest is read while the files of its first rows are hashed."""
     problems: list[tuple[int, str]] = []
     cores = os.cpu_count() or 1
-    threads = anyio.CapacityLimiter(cores)  # with processes, each waits for one group
+    # A thread waits for each group handed to a process; two per process keep a worker's next
+    # group queued while it hashes one, instead of idle for a round trip through the parent.
+    threads = anyio.CapacityLimiter(2 * cores if processes else cores)
     in_flight = anyio.Semaphore(2 * cores)  # groups read from the manifest and not yet hashed
     root = str(out)
 
