@@ -32,6 +32,7 @@ from crawler.plan import (
     PlanOptions,
     item_url,
 )
+from crawler.redact import mask_url
 from crawler.store import Part
 
 CCF_DATA_SET_ID = 0  # the manifest's data_set_id of files that belong to no data set
@@ -119,13 +120,16 @@ async def ontology_body(client: ApiClient, item: Claimed) -> bytes:
     again like any other download.
     """
     url = item_url(client.settings.api_base, item.ref)
+    shown = mask_url(url)  # what errors and logs carry: never a password
 
     async def attempt() -> bytes:
         part = _Collected(item.path)
-        await client.stream_into(url, part, image=False, limit=client.settings.max_item_bytes)
+        await client.stream_into(
+            url, part, image=False, limit=client.settings.max_item_bytes, shown=shown
+        )
         body = b"".join(part.chunks)
-        check_structure_graph(body, url=url)
+        check_structure_graph(body, url=shown)
         return body
 
-    body, _ = await client.retrying(attempt, url)
+    body, _ = await client.retrying(attempt, url, shown=shown)
     return body

@@ -64,3 +64,11 @@ def test_a_password_in_the_api_base_is_masked_everywhere(
     for path in [*out.rglob("*"), *(tmp_path / "u").rglob("*")]:
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_the_last_line_of_a_failed_run_masks_the_url_it_names() -> None:
+    from crawler.cli.app import _describe
+    from crawler.errors import ContentError
+
+    line = _describe(ContentError("bad tree", url="http://reader:s3cret@example.org/x.json"))
+    assert "s3cret" not in line and "example.org/x.json" in line

@@ -22,6 +22,7 @@ from crawler.errors import (
     exit_code_for,
     first_error,
 )
+from crawler.redact import mask_url
 
 
 @click.group(
@@ -35,7 +36,7 @@ def app() -> None:
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, RemoteError):
-        where = f" ({exc.url})" if exc.url else ""
+        where = f" ({mask_url(exc.url)})" if exc.url else ""
         return f"the API failed after retries: {exc}{where}"
     return str(exc)
 
