@@ -155,12 +155,19 @@ def _best(contests: list[Contest]) -> Contest:
 
 
 def throughput_rows(
-    contest: Contest, items: int, latency_ms: float, concurrency: int, size: str = ""
+    contest: Contest,
+    items: int,
+    latency_ms: float,
+    concurrency: int,
+    size: str = "",
+    *,
+    targets: bool = True,
 ) -> list[Row]:
+    """The rows of one case; ``targets`` False for a case the targets were not set for."""
     case = f"{items:,} {size}images, {latency_ms:g} ms, C={concurrency}"
     bound = ideal_seconds(items, concurrency, latency_ms / 1000)
     allen, minimal = contest.allen.seconds, contest.minimal_seconds
-    vs_minimal, vs_bound = TARGETS.get(latency_ms, (None, None))
+    vs_minimal, vs_bound = TARGETS.get(latency_ms, (None, None)) if targets else (None, None)
 
     def row(measure: str, value: float, unit: str = "s", limit: float | None = None) -> Row:
         return Row("throughput", case, measure, value, unit, limit)
@@ -397,8 +404,15 @@ def realistic(options: Options, work: Path, notes: list[str]) -> list[Row]:
             f"Realistic: {n:,} downsample-4 images of {len(setup.data_sets)} data sets, mean "
             f"{setup.mean_kb:.0f} kB (image scale {scale:g}), {REALISTIC_LATENCY:g} ms."
         )
+        # Issue 14 asks for this row beside the targets of the small-image case, without one
+        # of its own: on two cores shared with the simulator it measures CPU (walk, hash, copies).
         return throughput_rows(
-            _best(contests), n, REALISTIC_LATENCY, options.concurrency, f"~{setup.mean_kb:.0f} kB "
+            _best(contests),
+            n,
+            REALISTIC_LATENCY,
+            options.concurrency,
+            f"~{setup.mean_kb:.0f} kB ",
+            targets=False,
         )
 
 
