@@ -16,9 +16,24 @@ import argparse
 import asyncio
 import json
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+
+
+async def get_body(
+    session: aiohttp.ClientSession, semaphore: asyncio.Semaphore, url: str
+) -> bytes | None:
+    """The body of a 200 answer; None for any other status or a client error."""
+    async with semaphore:
+        try:
+            async with session.get(url) as response:
+                body = await response.read()
+                return body if response.status == 200 else None
+        except aiohttp.ClientError:
+            return None
 
 
 async def fetch_all(jobs: list[tuple[str, Path]], concurrency: int) -> tuple[float, int, int, int]:
@@ -30,16 +45,10 @@ async def fetch_all(jobs: list[tuple[str, Path]], concurrency: int) -> tuple[flo
 
         async def one(url: str, dest: Path) -> None:
             nonlocal files, size, errors
-            async with semaphore:
-                try:
-                    async with session.get(url) as response:
-                        body = await response.read()
-                        if response.status != 200:
-                            errors += 1
-                            return
-                except aiohttp.ClientError:
-                    errors += 1
-                    return
+            body = await get_body(session, semaphore, url)
+            if body is None:
+                errors += 1
+                return
             # Deliberately naive: small bodies written on the event loop, no thread hop.
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(body)  # noqa: ASYNC240
@@ -62,15 +71,25 @@ def read_jobs(urls: Path, out: Path) -> list[tuple[str, Path]]:
     return jobs
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.minimal", description=__doc__)
+Fetch = Callable[
+    [list[tuple[str, Path]], int, Path], Coroutine[Any, Any, tuple[float, int, int, int]]
+]
+
+
+def command_line(prog: str, description: str | None, fetch: Fetch, argv: list[str] | None) -> None:
+    """A reference client's command line: --urls, --out, --concurrency in; one JSON line out."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--urls", type=Path, required=True, help="JSON lines of url and path")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args(argv)
     jobs = read_jobs(args.urls, args.out)
-    seconds, files, size, errors = asyncio.run(fetch_all(jobs, args.concurrency))
+    seconds, files, size, errors = asyncio.run(fetch(jobs, args.concurrency, args.out))
     print(json.dumps({"seconds": seconds, "files": files, "bytes": size, "errors": errors}))
+
+
+def main(argv: list[str] | None = None) -> None:
+    command_line("python -m bench.minimal", __doc__, lambda jobs, c, _out: fetch_all(jobs, c), argv)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,9 @@ Output: one JSON line, {"seconds", "files", "bytes", "errors"}, as `bench.minima
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import ctypes
 import hashlib
-import json
 import os
 import sqlite3
 import threading
@@ -26,7 +24,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.minimal import read_jobs
+from bench.minimal import command_line, get_body
 
 BATCH = 64  # files per flush and per manifest transaction, as allen-mirror's store stage
 LIBC = ctypes.CDLL(None, use_errno=True)
@@ -96,16 +94,10 @@ async def fetch_all(
 
         async def one(number: int, url: str, dest: Path) -> None:
             nonlocal files, size, errors
-            async with semaphore:
-                try:
-                    async with session.get(url) as response:
-                        body = await response.read()
-                        if response.status != 200:
-                            errors += 1
-                            return
-                except aiohttp.ClientError:
-                    errors += 1
-                    return
+            body = await get_body(session, semaphore, url)
+            if body is None:
+                errors += 1
+                return
             durable.write_part(number, dest, body)  # on the event loop, as bench.minimal does
             await durable.flush()
             files += 1
@@ -119,14 +111,7 @@ async def fetch_all(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.minimal_durable", description=__doc__)
-    parser.add_argument("--urls", type=Path, required=True, help="JSON lines of url and path")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--concurrency", type=int, default=32)
-    args = parser.parse_args(argv)
-    jobs = read_jobs(args.urls, args.out)
-    seconds, files, size, errors = asyncio.run(fetch_all(jobs, args.concurrency, args.out))
-    print(json.dumps({"seconds": seconds, "files": files, "bytes": size, "errors": errors}))
+    command_line("python -m bench.minimal_durable", __doc__, fetch_all, argv)
 
 
 if __name__ == "__main__":
