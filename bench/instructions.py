@@ -57,8 +57,10 @@ def main(argv: list[str] | None = None) -> None:
         ) as sim:
             picked = pick_data_sets(sim.ask("datasets")["datasets"], 5000)
             ids = [str(d["id"]) for d in picked][:3]
-            sizes = {label: int(picked[0]["images"]) for label in ("one",)}
-            sizes["three"] = sum(int(d["images"]) for d in picked[:3])
+            sizes = {
+                "one": int(picked[0]["images"]),
+                "three": sum(int(d["images"]) for d in picked[:3]),
+            }
 
             def mirror(label: str, data_sets: list[str]) -> list[str]:
                 out = work / f"out-{label}"
