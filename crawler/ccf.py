@@ -124,12 +124,10 @@ async def ontology_body(client: ApiClient, item: Claimed) -> bytes:
 
     async def attempt() -> bytes:
         part = _Collected(item.path)
-        await client.stream_into(
-            url, part, image=False, limit=client.settings.max_item_bytes, shown=shown
-        )
+        await client.stream_into(url, part, image=False, limit=client.settings.max_item_bytes)
         body = b"".join(part.chunks)
         check_structure_graph(body, url=shown)
         return body
 
-    body, _ = await client.retrying(attempt, url, shown=shown)
+    body, _ = await client.retrying(attempt, url)
     return body

@@ -187,13 +187,10 @@ class ApiClient:
                 if self.observe is not None:
                     self.observe(time.monotonic() - started)
 
-    async def retrying(
-        self, once: Callable[[], Awaitable[T]], url: str, *, shown: str | None = None
-    ) -> tuple[T, int]:
-        """``once`` under the run's retry policy; (result, attempts), or GaveUp. Retries are
-        logged with ``shown``, the URL without its password: ``mask_url(url)`` unless given."""
+    async def retrying(self, once: Callable[[], Awaitable[T]], url: str) -> tuple[T, int]:
+        """``once`` under the run's retry policy; (result, attempts), or GaveUp."""
 
-        shown = mask_url(url) if shown is None else shown
+        shown = mask_url(url)
 
         def on_retry(error: RemoteError, attempt: int, wait: float) -> None:
             self.retries += 1
@@ -244,17 +241,15 @@ class ApiClient:
         image: bool,
         limit: int,
         inspect: Callable[[bytes], None] | None = None,
-        shown: str | None = None,
     ) -> int:
         """One attempt: the body of ``url`` into ``part``; returns the HTTP status.
 
         Only a 200 with (for images) an image Content-Type is read; the bytes on the wire must
         be as many as Content-Length said, the decoded body (what ``inspect`` sees and the part
         stores) at most ``limit`` bytes, and the whole request must end within
-        ``max_item_seconds``. The URL is already encoded (planned with urlencode). Errors name
-        ``shown``, the URL without its password: ``mask_url(url)`` unless the caller has it.
+        ``max_item_seconds``. The URL is already encoded (planned with urlencode).
         """
-        shown = mask_url(url) if shown is None else shown
+        shown = mask_url(url)
         with translate_errors(shown, self.settings.max_item_seconds):
             async with (
                 self._turn(),

@@ -94,13 +94,13 @@ async def fetch_item(client: ApiClient, store: Store, item: Claimed) -> Received
             async with store.part(item.path) as part:  # a failed attempt discards its part
                 walk = rule.stream_check(shown)
                 status = await client.stream_into(
-                    url, part, image=rule.image, limit=limit, inspect=walk.feed, shown=shown
+                    url, part, image=rule.image, limit=limit, inspect=walk.feed
                 )
                 walk.finish()
                 rule.check(part, shown)
             return part, status
 
-        (part, status), attempts = await client.retrying(attempt, url, shown=shown)
+        (part, status), attempts = await client.retrying(attempt, url)
         return Fetched(item, part, shown, status, attempts)
     except GaveUp as gave_up:
         return failed(item, shown, gave_up.error, gave_up.attempts, answered_status(gave_up.error))
