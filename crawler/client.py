@@ -164,7 +164,7 @@ class ApiClient:
         async with aiohttp.ClientSession(
             connector=connector,
             timeout=timeout,
-            headers={"User-Agent": USER_AGENT},
+            headers={"User-Agent": USER_AGENT, **ACCEPT_DOWNLOAD},  # pages ask for gzip
             raise_for_status=False,
             auto_decompress=False,  # crawler/encoding.py decodes, so lengths can be checked
         ) as session:
@@ -174,7 +174,8 @@ class ApiClient:
     async def _turn(self, *, urgent: bool = False) -> AsyncIterator[None]:
         """A concurrency slot (``urgent``: before waiting downloads), then a rate token: held
         for the whole request and its body."""
-        async with self.slots.hold(urgent=urgent):
+        await self.slots.acquire(urgent=urgent)
+        try:
             if self.rate is not None:
                 await self.rate.acquire()
             self.requests += 1
@@ -186,6 +187,8 @@ class ApiClient:
                 del self.in_flight[number]
                 if self.observe is not None:
                     self.observe(time.monotonic() - started)
+        finally:
+            self.slots.release()
 
     async def retrying(self, once: Callable[[], Awaitable[T]], url: str) -> tuple[T, int]:
         """``once`` under the run's retry policy; (result, attempts), or GaveUp."""
@@ -253,7 +256,7 @@ class ApiClient:
         with translate_errors(shown, self.settings.max_item_seconds):
             async with (
                 self._turn(),
-                self.session.get(URL(url, encoded=True), headers=ACCEPT_DOWNLOAD) as response,
+                self.session.get(URL(url, encoded=True)) as response,
             ):
                 self.reached = True
                 if response.status != 200:

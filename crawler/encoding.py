@@ -16,7 +16,7 @@ from crawler.errors import ContentError
 
 PIECE = 1024 * 1024  # the most one decoded piece holds
 # What we tell servers: images and grids gain nothing from compression (and a grid NRRD is
-# gzip already); JSON pages shrink several times.
+# gzip already), so the client's session asks for identity; JSON pages shrink several times.
 ACCEPT_DOWNLOAD = {"Accept-Encoding": "identity"}
 ACCEPT_PAGE = {"Accept-Encoding": "gzip, deflate"}
 

@@ -17,8 +17,7 @@ import errno
 import os
 import secrets
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import anyio
@@ -69,7 +68,11 @@ SYNCFS = _load_syncfs()
 
 
 class LocalPart(Part):
-    """A body on its way to ``root/path``; the blocking steps run in the store's thread."""
+    """A body on its way to ``root/path``; the blocking steps run in the store's thread.
+
+    It is its own context manager (``LocalStore.part``): leaving the block with an error
+    removes whatever it wrote.
+    """
 
     def __init__(self, root: str, path: str) -> None:
         super().__init__(path)
@@ -79,6 +82,14 @@ class LocalPart(Part):
         self._buffered = 0
         self._fd: int | None = None
         self._created = False  # the part file exists on disk
+
+    async def __aenter__(self) -> LocalPart:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self.remove)
 
     async def write(self, chunk: bytes) -> None:
         if not chunk:
@@ -204,14 +215,8 @@ class LocalStore:
         self._fsync = fsync
         self._syncfs = SYNCFS if group_sync else None
 
-    @asynccontextmanager
-    async def part(self, path: str) -> AsyncIterator[Part]:
-        part = LocalPart(self._root, path)
-        try:
-            yield part
-        except BaseException:
-            await self.discard([part])
-            raise
+    def part(self, path: str) -> LocalPart:
+        return LocalPart(self._root, path)
 
     async def commit(self, parts: Sequence[Part]) -> list[CommitResult]:
         if not parts:

@@ -189,10 +189,13 @@ class JpegWalker:
         if marker == SOS:
             if not self._frame:
                 raise self._fail("image data before a frame header", base + i)
-            self._scan = self._scan_after_skip = True
-        self._skip = length - 2
-        if not self._skip and self._scan_after_skip:
-            self._in_scan, self._scan_after_skip = True, False
+            self._scan = True
+        payload = length - 2
+        if i + 4 + payload <= len(data):  # the whole segment is here: past it in one step
+            self._in_scan = marker == SOS
+            return 4 + payload
+        self._skip = payload  # the rest comes in later chunks
+        self._scan_after_skip = marker == SOS
         return 4
 
     def finish(self) -> None:

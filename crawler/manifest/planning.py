@@ -107,7 +107,7 @@ async def settle_chunk(
 ) -> None:
     """Steps 2-4 of the module docstring, after the insert of ``chunk`` added ``added`` items."""
     refs = [item.ref for item in chunk]
-    if run is not None:
+    if run is not None and added < len(chunk):  # items inserted just now carry the run already
         await connection.execute(
             update(items)
             .where(items.c.ref.in_(refs), or_(items.c.plan_run.is_(None), items.c.plan_run != run))
