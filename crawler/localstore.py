@@ -88,8 +88,7 @@ class LocalPart(Part):
 
     async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
         if kind is not None:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(self.remove)
+            await remove_parts([self])
 
     async def write(self, chunk: bytes) -> None:
         if not chunk:
@@ -146,6 +145,18 @@ class LocalPart(Part):
         if self._created:
             with contextlib.suppress(OSError):
                 os.unlink(self.part_name)
+
+
+async def remove_parts(parts: Sequence[LocalPart]) -> None:
+    """Remove parts that will not be committed, in the store's thread; shielded, so a cancelled
+    run still takes its part files with it."""
+
+    def remove_all() -> None:
+        for part in parts:
+            part.remove()
+
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(remove_all)
 
 
 def stat_sizes(root: str, paths: Sequence[str]) -> list[int | None]:
@@ -225,14 +236,7 @@ class LocalStore:
         return await anyio.to_thread.run_sync(self._commit, local)
 
     async def discard(self, parts: Sequence[Part]) -> None:
-        local = [_local(part) for part in parts]
-
-        def remove_all() -> None:
-            for part in local:
-                part.remove()
-
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(remove_all)
+        await remove_parts([_local(part) for part in parts])
 
     def _commit(self, parts: list[LocalPart]) -> list[CommitResult]:
         """Blocking: write, flush, rename; each part's result, in order."""

@@ -10,8 +10,6 @@ to the next waiter, so nobody can overtake a waiter between release and wake-up.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import anyio
 
@@ -61,11 +59,3 @@ class PrioritySlots:
             queue.popleft().set()
         else:
             self._free += 1
-
-    @asynccontextmanager
-    async def hold(self, *, urgent: bool = False) -> AsyncIterator[None]:
-        await self.acquire(urgent=urgent)
-        try:
-            yield
-        finally:
-            self.release()
