@@ -1,11 +1,15 @@
 """`python -m bench.minimal_durable`: the minimal loop plus what every mirrored file is promised.
 
-`bench.minimal` and, per file, only what the issues require of any mirror of ours: a sha256 of
-the body, a part file made durable before it is renamed into place (one syncfs per batch, as
-allen-mirror does), and a manifest row recorded in a transaction per batch. No seeding or
-planning (it is handed the URL list), no validation, retries, limits, logging or progress. Its
-CPU per image is a floor for any client that keeps those promises; section 2 measures
-allen-mirror against it as well as against the minimal loop.
+`bench.minimal` and, per file, only what the issues require of any mirror of ours: an idle-read
+timeout (a stalled body cannot hang the run), the JPEG structure walk (allen-mirror's own
+`JpegWalker`, on the event loop as there), a sha256 of the body, a part file made durable
+before it is renamed into place (one syncfs per batch, as allen-mirror does), and a manifest row
+recorded in a transaction per batch. With ``--api-base`` and ``--data-sets`` it first asks the
+RMA for those data sets' images (with their alignments, the query allen-mirror sends) and
+decodes every page, the least seeding can do (as
+`bench.minimal_seed`); its URL list still comes from --urls. No planning, retries, limits,
+logging or progress. Its CPU per image is a floor for any client that keeps those promises;
+section 2 measures allen-mirror against it as well as against the minimal loop.
 
 Input: a JSON-lines file of {"url": ..., "path": ...} (paths relative to --out).
 Output: one JSON line, {"seconds", "files", "bytes", "errors"}, as `bench.minimal`.
@@ -13,9 +17,11 @@ Output: one JSON line, {"seconds", "files", "bytes", "errors"}, as `bench.minima
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import ctypes
 import hashlib
+import json
 import os
 import sqlite3
 import threading
@@ -24,9 +30,13 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.minimal import command_line, get_body
+from bench.minimal import get_body, read_jobs
+from bench.minimal_seed import Client
+from crawler.validate import JpegWalker
 
 BATCH = 64  # files per flush and per manifest transaction, as allen-mirror's store stage
+IDLE_READ_SECONDS = 30.0  # allen-mirror's default --timeout
+PER_QUERY = 14  # data sets per image query when seeding, as bench.minimal_seed is run
 LIBC = ctypes.CDLL(None, use_errno=True)
 
 
@@ -82,15 +92,35 @@ class Durable:
             await asyncio.to_thread(self.commit, batch)
 
 
+async def seed(client: Client, data_sets: list[int]) -> None:
+    """Every page of the data sets' SectionImages, decoded and dropped."""
+
+    async def images(chunk: list[int]) -> None:
+        values = ",".join(str(i) for i in chunk)
+        stages = (
+            f"model::SectionImage,rma::criteria,[data_set_id$in{values}],rma::include,alignment2d"
+        )
+        await client.rows(stages, page_size=2000)
+
+    chunks = [data_sets[i : i + PER_QUERY] for i in range(0, len(data_sets), PER_QUERY)]
+    await asyncio.gather(*(images(chunk) for chunk in chunks))
+
+
 async def fetch_all(
-    jobs: list[tuple[str, Path]], concurrency: int, out: Path
+    jobs: list[tuple[str, Path]],
+    concurrency: int,
+    out: Path,
+    api_base: str | None = None,
+    data_sets: list[int] | None = None,
 ) -> tuple[float, int, int, int]:
-    """Download, hash, write, flush, rename and record every (url, dest)."""
+    """Seed (when asked), then download, walk, hash, write, flush, rename and record every
+    (url, dest)."""
     durable = Durable(out, jobs)
     semaphore = asyncio.Semaphore(concurrency)
     files = size = errors = 0
     connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    timeout = aiohttp.ClientTimeout(total=300, sock_read=IDLE_READ_SECONDS)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
         async def one(number: int, url: str, dest: Path) -> None:
             nonlocal files, size, errors
@@ -98,12 +128,17 @@ async def fetch_all(
             if body is None:
                 errors += 1
                 return
+            walk = JpegWalker(url)
+            walk.feed(body)
+            walk.finish()
             durable.write_part(number, dest, body)  # on the event loop, as bench.minimal does
             await durable.flush()
             files += 1
             size += len(body)
 
         started = time.perf_counter()
+        if api_base and data_sets:
+            await seed(Client(session, api_base, concurrency), data_sets)
         await asyncio.gather(*(one(n, url, dest) for n, (url, dest) in enumerate(jobs)))
         await durable.flush(everything=True)
         seconds = time.perf_counter() - started
@@ -111,7 +146,19 @@ async def fetch_all(
 
 
 def main(argv: list[str] | None = None) -> None:
-    command_line("python -m bench.minimal_durable", __doc__, fetch_all, argv)
+    parser = argparse.ArgumentParser(prog="python -m bench.minimal_durable", description=__doc__)
+    parser.add_argument("--urls", type=Path, required=True, help="JSON lines of url and path")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--api-base", help="seed from this RMA first (with --data-sets)")
+    parser.add_argument("--data-sets", default="", help="comma-separated data set ids to seed")
+    args = parser.parse_args(argv)
+    jobs = read_jobs(args.urls, args.out)
+    data_sets = [int(i) for i in args.data_sets.split(",") if i]
+    seconds, files, size, errors = asyncio.run(
+        fetch_all(jobs, args.concurrency, args.out, args.api_base, data_sets)
+    )
+    print(json.dumps({"seconds": seconds, "files": files, "bytes": size, "errors": errors}))
 
 
 if __name__ == "__main__":

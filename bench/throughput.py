@@ -55,7 +55,12 @@ class Bench:
         return self.work / "runs" / name, self.work / "logs" / name
 
     def minimal(
-        self, jobs: Path, expected: int, label: str, module: str = "bench.minimal"
+        self,
+        jobs: Path,
+        expected: int,
+        label: str,
+        module: str = "bench.minimal",
+        extra: Sequence[str] = (),
     ) -> tuple[Measured, float]:
         """A run of the minimal loop (or ``module``, another client with its interface)."""
         out, logs = self._scratch(f"{module.rpartition('.')[2]}-{label}")
@@ -70,6 +75,7 @@ class Bench:
                 str(out),
                 "--concurrency",
                 str(self.options.concurrency),
+                *extra,
             ],
             logs=logs,
             timeout=self.options.step_timeout,
@@ -244,23 +250,24 @@ def overhead_rows(small: Cpu, full: Cpu, n_small: int, n_full: int, rounds: int)
 
 def durable_rows(
     bench: Bench,
-    small_jobs: Path,
-    jobs: Path,
-    n_small: int,
-    n_full: int,
+    sizes: Sequence[tuple[Path, Sequence[int], int]],
     rounds: int,
     rows: list[Row],
 ) -> list[Row]:
-    """Diagnostic, no target: `bench.minimal_durable` (the minimal loop plus a sha256, a part
-    flushed and renamed, and a manifest row per file) at both sizes, its least CPU of
-    ``rounds``: what keeping a mirror's promises costs by itself, apart from allen-mirror's
-    own machinery."""
+    """Diagnostic, no target: `bench.minimal_durable` (the minimal loop plus the idle-read
+    timeout, the JPEG walk, a sha256, a part flushed and renamed, and a manifest row per file,
+    after seeding its data sets from the RMA) at both ``sizes`` (jobs, data sets, images), its
+    least CPU of ``rounds``: what keeping a mirror's promises costs by itself, apart from
+    allen-mirror's own machinery."""
     least = {}
-    for jobs_file, count in ((small_jobs, n_small), (jobs, n_full)):
+    for jobs_file, data_sets, count in sizes:
+        seeding = ["--api-base", bench.sim.base_url, "--data-sets", ",".join(map(str, data_sets))]
         runs = [
-            bench.minimal(jobs_file, count, "0ms", "bench.minimal_durable") for _ in range(rounds)
+            bench.minimal(jobs_file, count, "0ms", "bench.minimal_durable", seeding)
+            for _ in range(rounds)
         ]
         least[count] = min(measured.cpu for measured, _ in runs)
+    (_, _, n_small), (_, _, n_full) = sizes
     marginal = (least[n_full] - least[n_small]) * 1000 / max(1, n_full - n_small)
     by_measure = {row.measure: row.value for row in rows}
     minimal = by_measure["minimal loop CPU per 1,000 more images (marginal)"]
@@ -455,7 +462,8 @@ def overhead(
         f"minimal loop {n / min(c.minimal_seconds for c in fulls):,.0f} images/s, "
         f"allen-mirror {n / min(c.allen.seconds for c in fulls):,.0f} images/s."
     )
-    rows += durable_rows(bench, small_jobs, jobs, len(small_items), n, options.repeat, rows)
+    sizes = [(small_jobs, sorted(small_ids), len(small_items)), (jobs, data_sets, n)]
+    rows += durable_rows(bench, sizes, options.repeat, rows)
     # Diagnostic, no target: how much of the gap is the per-file fsync.
     unsynced = bench.allen(data_sets, n, "0ms-nofsync", env={"ALLEN_MIRROR_FSYNC": "false"})
     rows.append(
