@@ -14,7 +14,6 @@ User space only (no kernel, no waiting). Needs `valgrind` on the PATH; takes a f
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import shutil
 import subprocess
@@ -24,6 +23,7 @@ from pathlib import Path
 from bench.mirror import QUIET, list_items
 from bench.procs import PYTHON, REPO, SimulatorProcess, compile_sources
 from bench.selection import catalogue_shape, pick_data_sets
+from bench.throughput import write_jobs
 
 # Reads every .jpg under a mirror, and with "hash" also hashes each (as allen-mirror and the
 # floor hash each body once): the difference of the two is sha256's own count.
@@ -71,28 +71,25 @@ def main(argv: list[str] | None = None) -> None:
             picked = pick_data_sets(sim.ask("datasets")["datasets"], 5000)
             ids = [str(d["id"]) for d in picked][:3]
 
-            def mirror(label: str, data_sets: list[str]) -> list[str]:
-                out = work / f"out-{label}"
+            def mirror(out: Path, data_sets: list[str]) -> list[str]:
                 return [
                     PYTHON, "-m", "crawler", "mirror", "--api-base", sim.base_url,
                     "--out", str(out), "--dataset", ",".join(data_sets),
                     "--concurrency", str(args.concurrency), *QUIET,
                 ]  # fmt: skip
 
-            subprocess.run(mirror("warm", ids), cwd=REPO, capture_output=True, check=True)
+            warm = mirror(work / "out-warm", ids)
+            subprocess.run(warm, cwd=REPO, capture_output=True, check=True)
             counts: dict[str, dict[str, int]] = {}
             listed: dict[str, int] = {}  # images each mirror fetched
             for label, data_sets in (("one", ids[:1]), ("three", ids)):
                 out = work / f"out-{label}"
                 counts.setdefault("allen-mirror", {})[label] = count(
-                    mirror(label, data_sets), work, label
+                    mirror(out, data_sets), work, label
                 )
-                jobs = work / f"jobs-{label}.jsonl"
                 items = list_items(out, timeout=300)
                 listed[label] = len(items)
-                with jobs.open("w") as handle:
-                    for item in items:
-                        handle.write(json.dumps({"url": item["url"], "path": item["path"]}) + "\n")
+                jobs = write_jobs(work / f"jobs-{label}.jsonl", items)
                 urls = ["--urls", str(jobs), "--concurrency", str(args.concurrency)]
                 seeding = ["--api-base", sim.base_url, "--data-sets", ",".join(data_sets)]
                 for name, module, more in (

@@ -76,16 +76,26 @@ Fetch = Callable[
 ]
 
 
-def command_line(prog: str, description: str | None, fetch: Fetch, argv: list[str] | None) -> None:
-    """A reference client's command line: --urls, --out, --concurrency in; one JSON line out."""
+def reference_parser(prog: str, description: str | None) -> argparse.ArgumentParser:
+    """A reference client's options: --urls, --out, --concurrency (a client may add more)."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--urls", type=Path, required=True, help="JSON lines of url and path")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--concurrency", type=int, default=32)
-    args = parser.parse_args(argv)
-    jobs = read_jobs(args.urls, args.out)
-    seconds, files, size, errors = asyncio.run(fetch(jobs, args.concurrency, args.out))
+    return parser
+
+
+def print_result(result: tuple[float, int, int, int]) -> None:
+    """A reference client's one JSON line out, from (seconds, files, bytes, errors)."""
+    seconds, files, size, errors = result
     print(json.dumps({"seconds": seconds, "files": files, "bytes": size, "errors": errors}))
+
+
+def command_line(prog: str, description: str | None, fetch: Fetch, argv: list[str] | None) -> None:
+    """A reference client's command line: --urls, --out, --concurrency in; one JSON line out."""
+    args = reference_parser(prog, description).parse_args(argv)
+    jobs = read_jobs(args.urls, args.out)
+    print_result(asyncio.run(fetch(jobs, args.concurrency, args.out)))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -17,11 +17,9 @@ Output: one JSON line, {"seconds", "files", "bytes", "errors"}, as `bench.minima
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import ctypes
 import hashlib
-import json
 import os
 import sqlite3
 import threading
@@ -30,8 +28,8 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.minimal import get_body, read_jobs
-from bench.minimal_seed import Client
+from bench.minimal import get_body, print_result, read_jobs, reference_parser
+from bench.minimal_seed import Client, image_rows
 from crawler.validate import JpegWalker
 
 BATCH = 64  # files per flush and per manifest transaction, as allen-mirror's store stage
@@ -92,20 +90,6 @@ class Durable:
             await asyncio.to_thread(self.commit, batch)
 
 
-async def seed(client: Client, data_sets: list[int]) -> None:
-    """Every page of the data sets' SectionImages, decoded and dropped."""
-
-    async def images(chunk: list[int]) -> None:
-        values = ",".join(str(i) for i in chunk)
-        stages = (
-            f"model::SectionImage,rma::criteria,[data_set_id$in{values}],rma::include,alignment2d"
-        )
-        await client.rows(stages, page_size=2000)
-
-    chunks = [data_sets[i : i + PER_QUERY] for i in range(0, len(data_sets), PER_QUERY)]
-    await asyncio.gather(*(images(chunk) for chunk in chunks))
-
-
 async def fetch_all(
     jobs: list[tuple[str, Path]],
     concurrency: int,
@@ -138,7 +122,7 @@ async def fetch_all(
 
         started = time.perf_counter()
         if api_base and data_sets:
-            await seed(Client(session, api_base, concurrency), data_sets)
+            await image_rows(Client(session, api_base, concurrency), data_sets, PER_QUERY, 2000)
         await asyncio.gather(*(one(n, url, dest) for n, (url, dest) in enumerate(jobs)))
         await durable.flush(everything=True)
         seconds = time.perf_counter() - started
@@ -146,19 +130,13 @@ async def fetch_all(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.minimal_durable", description=__doc__)
-    parser.add_argument("--urls", type=Path, required=True, help="JSON lines of url and path")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser = reference_parser("python -m bench.minimal_durable", __doc__)
     parser.add_argument("--api-base", help="seed from this RMA first (with --data-sets)")
     parser.add_argument("--data-sets", default="", help="comma-separated data set ids to seed")
     args = parser.parse_args(argv)
     jobs = read_jobs(args.urls, args.out)
     data_sets = [int(i) for i in args.data_sets.split(",") if i]
-    seconds, files, size, errors = asyncio.run(
-        fetch_all(jobs, args.concurrency, args.out, args.api_base, data_sets)
-    )
-    print(json.dumps({"seconds": seconds, "files": files, "bytes": size, "errors": errors}))
+    print_result(asyncio.run(fetch_all(jobs, args.concurrency, args.out, args.api_base, data_sets)))
 
 
 if __name__ == "__main__":

@@ -60,6 +60,21 @@ class Client:
             start += len(rows)
 
 
+async def image_rows(client: Client, ids: list[int], per_query: int, page_size: int) -> int:
+    """The SectionImages (with alignments, as allen-mirror asks) of the data sets ``ids``,
+    ``per_query`` of them per query, every query at once and every page decoded; how many."""
+
+    async def images(chunk: list[int]) -> int:
+        values = ",".join(str(i) for i in chunk)
+        stages = (
+            f"model::SectionImage,rma::criteria,[data_set_id$in{values}],rma::include,alignment2d"
+        )
+        return len(await client.rows(stages, page_size))
+
+    chunks = [ids[i : i + per_query] for i in range(0, len(ids), per_query)]
+    return sum(await asyncio.gather(*(images(chunk) for chunk in chunks)))
+
+
 async def seed(
     api_base: str, product: int, per_query: int, concurrency: int, page_size: int
 ) -> dict[str, Any]:
@@ -70,23 +85,13 @@ async def seed(
         stages = f"model::SectionDataSet,rma::criteria,products[id$eq{product}],{INCLUDES}"
         data_sets = [row for row in await client.rows(stages, page_size) if not row.get("failed")]
         ids = [int(row["id"]) for row in data_sets]
-        chunks = [ids[i : i + per_query] for i in range(0, len(ids), per_query)]
-
-        async def images(chunk: list[int]) -> int:
-            values = ",".join(str(i) for i in chunk)
-            stages = (
-                f"model::SectionImage,rma::criteria,[data_set_id$in{values}],"
-                "rma::include,alignment2d"
-            )
-            return len(await client.rows(stages, page_size))
-
-        counts = await asyncio.gather(*(images(chunk) for chunk in chunks))
+        images = await image_rows(client, ids, per_query, page_size)
         seconds = time.perf_counter() - started
     return {
         "seconds": seconds,
         "requests": client.requests,
         "data_sets": len(ids),
-        "images": sum(counts),
+        "images": images,
     }
 
 
